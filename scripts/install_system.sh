@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Debian packages the tests need: Chromium for the browser tests. Idempotent; skipped when present.
+set -euo pipefail
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install_system: missing ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
+  exit 0
+fi
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

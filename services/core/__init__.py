@@ -1,0 +1,1 @@
+"""What the three services share: errors, logging, the gRPC server scaffold, tracing."""

@@ -1,0 +1,53 @@
+"""GET /v1/me and GET /v1/usage — the caller's own account."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from ragway.gateway import billing
+from ragway.gateway.api.deps import CurrentPrincipal, SessionDep
+from ragway.gateway.models import User
+from ragway.gateway.protocol import Me, UsageDayOut, UsageOut
+
+router = APIRouter(prefix="/v1", tags=["account"])
+
+
+async def _balance(session: SessionDep, user_id: str) -> float:
+    micro = (await session.execute(select(User.credits).where(User.id == user_id))).scalar_one()
+    return billing.credits(micro)
+
+
+@router.get("/me", response_model=Me)
+async def get_me(principal: CurrentPrincipal, session: SessionDep) -> Me:
+    """Who the key belongs to and the credits left."""
+    return Me(
+        id=principal.user_id,
+        name=principal.user_name,
+        role=principal.role,
+        credits=await _balance(session, principal.user_id),
+    )
+
+
+@router.get("/usage", response_model=UsageOut)
+async def get_usage(
+    principal: CurrentPrincipal, session: SessionDep, days: int = Query(30, ge=1, le=366)
+) -> UsageOut:
+    """The caller's usage by UTC day and model, and the credits left."""
+    rows = await billing.usage_summary(session, principal.user_id, int(time.time()) - days * 86400)
+    return UsageOut(
+        credits=await _balance(session, principal.user_id),
+        data=[
+            UsageDayOut(
+                date=r.date,
+                model=r.model,
+                requests=r.requests,
+                prompt_tokens=r.prompt_tokens,
+                completion_tokens=r.completion_tokens,
+                cost=billing.credits(r.cost),
+            )
+            for r in rows
+        ],
+    )

@@ -1,0 +1,131 @@
+"""The gateway application: lifespan (database, gRPC clients, limiter), errors, routes, frontend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ragway import __version__
+from ragway.core.errors import RagwayError
+from ragway.gateway import db
+from ragway.gateway.api.routes import account, admin, chat, conversations, health, models
+from ragway.gateway.auth import KEY_PREFIX, ensure_admin_key
+from ragway.gateway.clients import ModelClient, RetrievalClient
+from ragway.gateway.config import GatewaySettings
+from ragway.gateway.errors import error_body, error_response
+from ragway.gateway.limiter import create_limiter
+from ragway.gateway.middleware import GatewayMiddleware
+from ragway.gateway.serving import GenerationService
+
+log = logging.getLogger(__name__)
+
+REPO_FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
+ADMIN_KEY_FILE = "admin.key"
+
+
+def admin_key(settings: GatewaySettings) -> str:
+    """RAGWAY_ADMIN_KEY, or a key generated on first start and kept in the data folder."""
+    if settings.admin_key is not None:
+        return settings.admin_key.get_secret_value()
+    path = settings.data_dir / ADMIN_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: GatewaySettings = app.state.settings
+    url = settings.sqlalchemy_url()
+    await asyncio.to_thread(db.migrate, url)
+    engine = db.create_engine(url)
+    app.state.sessions = db.session_factory(engine)
+    async with app.state.sessions() as session:
+        await ensure_admin_key(session, admin_key(settings))
+    app.state.model = ModelClient(settings.model_service_addr, settings.rpc_timeout_seconds)
+    app.state.retrieval = RetrievalClient(settings.retrieval_service_addr, settings.rpc_timeout_seconds)
+    app.state.limiter = create_limiter(settings.redis_url.get_secret_value() if settings.redis_url else None)
+    app.state.generation = GenerationService(settings, app.state.sessions, app.state.model, app.state.limiter)
+    try:
+        yield
+    finally:
+        # Streams still settling their bill must finish before the database goes away.
+        pending = app.state.generation.pending
+        if pending:
+            await asyncio.wait(pending, timeout=settings.drain_seconds)
+        await app.state.model.close()
+        await app.state.retrieval.close()
+        await app.state.limiter.close()
+        await engine.dispose()
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    param = ".".join(loc) or None
+    message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+    return JSONResponse(error_body(message, "invalid_request_error", "invalid_value", param), status_code=400)
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return JSONResponse(
+        error_body(str(exc.detail), type_, code), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(error_body("internal error; see the gateway log", "server_error", "internal_error"), status_code=500)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    app = FastAPI(
+        title="ragway",
+        version=__version__,
+        description="OpenAI-compatible LLM gateway with auth, billing, history and RAG.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_exception_handler(RagwayError, lambda request, exc: error_response(exc))  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+    for module in (chat, models, conversations, account, admin, health):
+        app.include_router(module.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Conversation-Id", "X-Request-Id", "Retry-After"],
+    )
+    app.add_middleware(
+        GatewayMiddleware, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes
+    )
+    frontend = settings.frontend_dir or REPO_FRONTEND
+    if frontend.is_dir():
+        app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
+    return app

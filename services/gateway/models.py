@@ -1,0 +1,161 @@
+"""SQL tables of the gateway (SQLAlchemy 2). Alembic migrations in migrations/ create them.
+
+Money is stored as integer micro-credits (1 credit = 1,000,000) so sums are exact on every database.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+MICRO = 1_000_000
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("user"))
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="user")  # "admin" | "user"
+    credits: Mapped[int] = mapped_column(BigInteger, default=0)  # micro-credits, never below 0
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    disabled_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    keys: Mapped[list[ApiKey]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("key"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    lookup: Mapped[str] = mapped_column(String(32), unique=True)  # public part, indexed
+    hash: Mapped[str] = mapped_column(String(64))  # sha256 of the whole key
+    last4: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    rpm_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    budget: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # micro-credits per period
+    budget_period: Mapped[str] = mapped_column(String(8), default="month")  # "day" | "month"
+    period_start: Mapped[int] = mapped_column(BigInteger, default=0)
+    period_spend: Mapped[int] = mapped_column(BigInteger, default=0)  # includes open reservations
+
+    user: Mapped[User] = relationship(back_populates="keys")
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_user_updated", "user_id", "updated_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("conv"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200), default="")
+    model: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_conversation", "conversation_id", "seq"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("msg"))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)  # order within the conversation
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | aborted | failed
+    finish_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class UsageRecord(Base):
+    """Exactly one per metered request, written when it ends however it ends."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_user_created", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[int] = mapped_column(BigInteger, default=0)  # micro-credits
+    status: Mapped[str] = mapped_column(String(16))  # ok | aborted | failed
+    finish_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    conversation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class LedgerEntry(Base):
+    """Every change of a user's credits: top-ups (+), reservations (-) and settlements (+refund)."""
+
+    __tablename__ = "credit_ledger"
+    __table_args__ = (Index("ix_ledger_user", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # micro-credits, signed
+    kind: Mapped[str] = mapped_column(String(16))  # topup | reserve | settle
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    balance_after: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class Collection(Base):
+    """A user's RAG collection; the retrieval service stores it as `store_name`."""
+
+    __tablename__ = "collections"
+    __table_args__ = (Index("ux_collections_owner_name", "user_id", "name", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=lambda: new_id("col"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    store_name: Mapped[str] = mapped_column(String(128), unique=True)
+    shared: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class IngestedFile(Base):
+    """Content hashes of documents, so re-ingesting an unchanged file writes nothing."""
+
+    __tablename__ = "documents"
+    __table_args__ = (Index("ux_documents_collection_doc", "collection_id", "document_id", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    document_id: Mapped[str] = mapped_column(String(256))
+    filename: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now)

@@ -1,0 +1,1 @@
+"""The model service: one vLLM engine behind the ragway.v1.ModelService gRPC API."""

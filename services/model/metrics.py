@@ -1,0 +1,27 @@
+"""Prometheus metrics of the model service (served on RAGWAY_MODEL_METRICS_PORT).
+
+Names mirror vLLM's own (`vllm:time_to_first_token_seconds`, ...) under a `ragway_model_` prefix,
+measured at the gRPC boundary so they include what a caller actually waits for.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+RUNNING = Gauge("ragway_model_running_requests", "Requests the service is streaming.")
+WAITING = Gauge("ragway_model_waiting_requests", "Admitted requests beyond the engine's batch size.")
+TTFT = Histogram("ragway_model_ttft_seconds", "Time to first token.", buckets=_LATENCY_BUCKETS)
+INTER_TOKEN = Histogram(
+    "ragway_model_inter_token_latency_seconds",
+    "Time between streamed messages, per token.",
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
+)
+E2E = Histogram("ragway_model_e2e_latency_seconds", "Request latency, arrival to last token.", buckets=_LATENCY_BUCKETS)
+QUEUE = Histogram("ragway_model_queue_seconds", "Time waiting for the scheduler.", buckets=_LATENCY_BUCKETS)
+PROMPT_TOKENS = Counter("ragway_model_prompt_tokens", "Prompt tokens processed.")
+GENERATION_TOKENS = Counter("ragway_model_generation_tokens", "Tokens generated.")
+CACHED_TOKENS = Counter("ragway_model_cached_prompt_tokens", "Prompt tokens served from the prefix cache.")
+ABORTS = Counter("ragway_model_aborts", "Requests aborted (caller cancelled, deadline or shutdown).")
+REJECTIONS = Counter("ragway_model_rejections", "Requests refused by admission control.")

@@ -1,0 +1,110 @@
+"""Run the model service: gRPC server, engine start-up, metrics endpoint, graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health
+from prometheus_client import start_http_server
+
+from ragway.core.grpc_server import create_server, set_serving
+from ragway.core.logging import configure_logging
+from ragway.model.admission import Admission
+from ragway.model.config import ModelSettings, get_settings
+from ragway.model.engine import Engine
+from ragway.model.servicer import ModelServicer
+from ragway.v1 import model_pb2, model_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
+
+
+@dataclass
+class RunningModelServer:
+    """A started server; `engine_ready` completes once the engine serves (health SERVING)."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    engine: Engine
+    admission: Admission
+    engine_ready: asyncio.Task[None] = field(repr=False)
+
+    async def drain(self, seconds: float) -> None:
+        """Stop taking calls, let in-flight streams finish for up to `seconds`, then stop."""
+        await set_serving(self.health, [SERVICE_NAME], False)
+        self.admission.closed = True
+        deadline = time.monotonic() + seconds
+        while self.admission.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.admission.in_flight:
+            log.warning("drain timed out with %d requests in flight; aborting them", self.admission.in_flight)
+        await self.stop()
+
+    async def stop(self) -> None:
+        self.engine_ready.cancel()
+        await self.server.stop(grace=1.0)
+        self.engine.shutdown()
+
+
+async def _start_engine(engine: Engine, health_servicer: health.aio.HealthServicer) -> None:
+    try:
+        await engine.start()
+    except Exception:
+        log.exception("the engine failed to start")
+        raise
+    await set_serving(health_servicer, [SERVICE_NAME], True)
+
+
+async def start_server(settings: ModelSettings, port: int | None = None) -> RunningModelServer:
+    """Start serving gRPC at once (NOT_SERVING) and the engine in the background."""
+    engine = Engine(settings)
+    admission = Admission(settings.max_num_seqs, settings.max_waiting)
+    servicer = ModelServicer(engine, admission)
+    server, bound, health_servicer = create_server(
+        lambda s: model_pb2_grpc.add_ModelServiceServicer_to_server(servicer, s),
+        [SERVICE_NAME],
+        settings.host,
+        settings.port if port is None else port,
+    )
+    await set_serving(health_servicer, [SERVICE_NAME], False)
+    await server.start()
+    log.info("model service listening on %s:%d (engine starting)", settings.host, bound)
+    ready = asyncio.create_task(_start_engine(engine, health_servicer))
+    return RunningModelServer(server, bound, health_servicer, engine, admission, ready)
+
+
+async def serve(settings: ModelSettings) -> None:
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.host)
+    running = await start_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    done, _ = await asyncio.wait(
+        [asyncio.create_task(stop.wait()), running.engine_ready], return_when=asyncio.FIRST_COMPLETED
+    )
+    if running.engine_ready in done and running.engine_ready.exception() is not None:
+        await running.stop()
+        raise SystemExit(1)
+    if not stop.is_set():
+        await stop.wait()
+    log.info("shutting down: draining for up to %.0f s", settings.drain_seconds)
+    await running.drain(settings.drain_seconds)
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("model", settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
