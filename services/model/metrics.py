@@ -25,3 +25,7 @@ GENERATION_TOKENS = Counter("ragway_model_generation_tokens", "Tokens generated.
 CACHED_TOKENS = Counter("ragway_model_cached_prompt_tokens", "Prompt tokens served from the prefix cache.")
 ABORTS = Counter("ragway_model_aborts", "Requests aborted (caller cancelled, deadline or shutdown).")
 REJECTIONS = Counter("ragway_model_rejections", "Requests refused by admission control.")
+ENGINE_UNFINISHED = Gauge(
+    "ragway_model_engine_unfinished_requests",
+    "Requests held inside the vLLM engine (running or waiting); drops to 0 once aborts land.",
+)

@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 
 from ragway.core.grpc_server import create_server, set_serving
 from ragway.core.logging import configure_logging
+from ragway.model import metrics
 from ragway.model.admission import Admission
 from ragway.model.config import ModelSettings, get_settings
 from ragway.model.engine import Engine
@@ -66,6 +67,7 @@ async def start_server(settings: ModelSettings, port: int | None = None) -> Runn
     """Start serving gRPC at once (NOT_SERVING) and the engine in the background."""
     engine = Engine(settings)
     admission = Admission(settings.max_num_seqs, settings.max_waiting)
+    metrics.ENGINE_UNFINISHED.set_function(lambda: engine.num_unfinished_requests() if engine.ready else 0)
     servicer = ModelServicer(engine, admission)
     server, bound, health_servicer = create_server(
         lambda s: model_pb2_grpc.add_ModelServiceServicer_to_server(servicer, s),
