@@ -69,7 +69,11 @@ def model_service() -> Iterator[ModelService]:
             first.append(status)
         return status == health_pb2.HealthCheckResponse.SERVING
 
-    wait_until(service, serving, ENGINE_READY_TIMEOUT)
+    try:
+        wait_until(service, serving, ENGINE_READY_TIMEOUT)
+    except BaseException:
+        service.stop()
+        raise
     yield ModelService(address, f"http://127.0.0.1:{metrics_port}/metrics", first[0] if first else None, service)
     service.stop()
 
@@ -88,7 +92,11 @@ def retrieval_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retr
         },
     )
     address = f"127.0.0.1:{port}"
-    wait_until(service, lambda: grpc_health(address) == health_pb2.HealthCheckResponse.SERVING, 300)
+    try:
+        wait_until(service, lambda: grpc_health(address) == health_pb2.HealthCheckResponse.SERVING, 300)
+    except BaseException:
+        service.stop()
+        raise
     yield RetrievalService(address, f"http://127.0.0.1:{metrics_port}/metrics", data_dir, service)
     service.stop()
 
@@ -116,7 +124,11 @@ def start_gateway(
         env["RAGWAY_DATABASE_URL"] = database_url
     service = start(name, "gateway", env)
     url = f"http://127.0.0.1:{port}"
-    wait_until(service, lambda: http_ready(f"{url}/healthz"), 120)
+    try:
+        wait_until(service, lambda: http_ready(f"{url}/healthz"), 120)
+    except BaseException:
+        service.stop()
+        raise
     return Gateway(url, admin_key, database_url or f"sqlite:///{data_dir / 'ragway.db'}", data_dir, service)
 
 

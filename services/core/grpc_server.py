@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ragway.core.errors import RagwayError
 from ragway.core.logging import REQUEST_ID_HEADER, request_id_var
+from ragway.core.tracing import grpc_server_interceptor
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,10 @@ def create_server(
     interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Build (not start) a server with health and reflection; port 0 picks a free port."""
-    server = grpc.aio.server(interceptors=[*interceptors, ErrorInterceptor()], options=GRPC_OPTIONS)
+    # Tracing first, so the error mapping runs inside the call's span.
+    server = grpc.aio.server(
+        interceptors=[grpc_server_interceptor(), *interceptors, ErrorInterceptor()], options=GRPC_OPTIONS
+    )
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -39,7 +39,11 @@ class _JsonFormatter(logging.Formatter):
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
-    """Send JSON lines to stderr for `service`, replacing any earlier configuration."""
+    """Send JSON lines to stderr for `service`, replacing any earlier configuration, and set up
+    tracing for it (exported only when an OTLP endpoint is configured)."""
+    from ragway.core.tracing import setup_tracing
+
+    setup_tracing(f"ragway-{service}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter(service))
     root = logging.getLogger()

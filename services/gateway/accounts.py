@@ -105,3 +105,24 @@ async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey:
     row.revoked_at = row.revoked_at or now()
     await session.commit()
     return row
+
+
+async def bootstrap_key(user_name: str, role: str, initial_credits: float) -> str:
+    """For `ragway keys create`: migrate, find or create the user, mint a key, return it."""
+    import asyncio
+
+    from ragway.gateway import db
+    from ragway.gateway.config import get_settings
+
+    url = get_settings().sqlalchemy_url()
+    await asyncio.to_thread(db.migrate, url)
+    engine = db.create_engine(url)
+    try:
+        async with db.session_factory(engine)() as session:
+            user = (await session.execute(select(User).where(User.name == user_name))).scalar_one_or_none()
+            if user is None:
+                user = await create_user(session, user_name, role, initial_credits)
+            _, secret = await create_key(session, user.id, name="created by ragway keys create")
+            return secret
+    finally:
+        await engine.dispose()

@@ -19,8 +19,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragway import __version__
 from ragway.core.errors import RagwayError
+from ragway.core.tracing import TracingMiddleware, grpc_client_interceptors
 from ragway.gateway import db
-from ragway.gateway.api.routes import account, admin, chat, conversations, health, models
+from ragway.gateway.api.routes import (
+    account,
+    admin,
+    chat,
+    collections,
+    conversations,
+    embeddings,
+    health,
+    models,
+)
 from ragway.gateway.auth import KEY_PREFIX, ensure_admin_key
 from ragway.gateway.clients import ModelClient, RetrievalClient
 from ragway.gateway.config import GatewaySettings
@@ -58,8 +68,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sessions = db.session_factory(engine)
     async with app.state.sessions() as session:
         await ensure_admin_key(session, admin_key(settings))
-    app.state.model = ModelClient(settings.model_service_addr, settings.rpc_timeout_seconds)
-    app.state.retrieval = RetrievalClient(settings.retrieval_service_addr, settings.rpc_timeout_seconds)
+    app.state.model = ModelClient(
+        settings.model_service_addr, settings.rpc_timeout_seconds, grpc_client_interceptors()
+    )
+    app.state.retrieval = RetrievalClient(
+        settings.retrieval_service_addr, settings.rpc_timeout_seconds, grpc_client_interceptors()
+    )
     app.state.limiter = create_limiter(settings.redis_url.get_secret_value() if settings.redis_url else None)
     app.state.generation = GenerationService(settings, app.state.sessions, app.state.model, app.state.limiter)
     try:
@@ -108,7 +122,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
-    for module in (chat, models, conversations, account, admin, health):
+    for module in (chat, models, embeddings, conversations, collections, account, admin, health):
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)
@@ -122,6 +136,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["X-Conversation-Id", "X-Request-Id", "Retry-After"],
     )
+    app.add_middleware(TracingMiddleware)
     app.add_middleware(
         GatewayMiddleware, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes
     )

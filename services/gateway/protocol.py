@@ -294,3 +294,110 @@ class TopUpOut(BaseModel):
     amount: float
     balance: float | None
     created_at: int
+
+
+# -- collections, documents, search, embeddings ----------------------------------------------------
+
+
+class CollectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+    shared: bool = Field(False, description="Readable by every user (admins only).")
+
+
+class CollectionOut(BaseModel):
+    name: str
+    shared: bool
+    owned: bool
+    document_count: int
+    vector_count: int
+    created_at: int
+
+
+class CollectionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[CollectionOut]
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, min_length=1, max_length=256)
+    text: str = Field(min_length=1)
+    content_type: Literal["text/plain", "text/markdown", "text/html"] = "text/plain"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    documents: list[DocumentIn] = Field(min_length=1, max_length=100)
+
+
+class DocumentReplace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1)
+    content_type: Literal["text/plain", "text/markdown", "text/html"] = "text/plain"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentWritten(BaseModel):
+    id: str
+    filename: str | None = None
+    chunks: int
+    status: Literal["created", "updated", "unchanged"]
+
+
+class DocumentWrittenList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DocumentWritten]
+
+
+class DocumentSummaryOut(BaseModel):
+    id: str
+    chunks: int
+    metadata: dict[str, Any]
+
+
+class DocumentSummaryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DocumentSummaryOut]
+    has_more: bool
+    last_id: str | None = None
+
+
+class ChunkOut(BaseModel):
+    index: int
+    text: str
+
+
+class DocumentOut(BaseModel):
+    id: str
+    metadata: dict[str, Any]
+    chunks: list[ChunkOut]
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=10_000)
+    top_k: int = Field(5, ge=1, le=100)
+    filter: dict[str, Any] | None = None
+    min_score: float | None = Field(None, ge=-1.0, le=1.0)
+
+
+class SearchOut(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Citation]
+
+
+class EmbeddingRequest(_Loose):
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[str] = Field(description="One text or up to 2048 texts.")
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _texts(cls, value: str | list[str]) -> list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not texts or len(texts) > 2048 or any(not t for t in texts):
+            raise ValueError("input takes 1-2048 non-empty strings")
+        return texts
