@@ -86,7 +86,9 @@ def up(data_dir: Path) -> int:
         while not stopping.wait(1.0):
             dead = [c for c in children if c.process.poll() is not None]
             if dead:
-                console.print(f"[red]{dead[0].name} exited with {dead[0].process.returncode}; stopping the stack[/]")
+                console.print(
+                    f"[red]{dead[0].name} exited with {dead[0].process.returncode}; stopping the stack[/]"
+                )
                 return 1
             if not announced:
                 try:

@@ -74,7 +74,9 @@ def model_service() -> Iterator[ModelService]:
     except BaseException:
         service.stop()
         raise
-    yield ModelService(address, f"http://127.0.0.1:{metrics_port}/metrics", first[0] if first else None, service)
+    yield ModelService(
+        address, f"http://127.0.0.1:{metrics_port}/metrics", first[0] if first else None, service
+    )
     service.stop()
 
 
@@ -145,7 +147,10 @@ def gateway(
     model_service: ModelService, retrieval_service: RetrievalService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     gw = start_gateway(
-        "gateway-sqlite", tmp_path_factory.mktemp("gateway-sqlite"), model_service.address, retrieval_service.address
+        "gateway-sqlite",
+        tmp_path_factory.mktemp("gateway-sqlite"),
+        model_service.address,
+        retrieval_service.address,
     )
     yield gw
     gw.service.stop()

@@ -23,7 +23,9 @@ async def create_user(session: AsyncSession, name: str, role: str, initial_credi
         await session.rollback()
         raise AlreadyExists(f"a user named {name!r} exists") from exc
     if user.credits:
-        session.add(LedgerEntry(user_id=user.id, amount=user.credits, kind="topup", balance_after=user.credits))
+        session.add(
+            LedgerEntry(user_id=user.id, amount=user.credits, kind="topup", balance_after=user.credits)
+        )
     await session.commit()
     return user
 

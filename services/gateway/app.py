@@ -101,13 +101,17 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
     type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
     return JSONResponse(
-        error_body(str(exc.detail), type_, code), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        error_body(str(exc.detail), type_, code),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
     )
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(error_body("internal error; see the gateway log", "server_error", "internal_error"), status_code=500)
+    return JSONResponse(
+        error_body("internal error; see the gateway log", "server_error", "internal_error"), status_code=500
+    )
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:

@@ -87,8 +87,12 @@ async def authenticate(session: AsyncSession, key: str) -> Principal:
 async def ensure_admin_key(session: AsyncSession, key: str) -> None:
     """Make `key` a working admin key (RAGWAY_ADMIN_KEY or the generated one); idempotent."""
     if _lookup(key) is None:
-        raise ValueError(f"RAGWAY_ADMIN_KEY must start with {KEY_PREFIX} and hold at least 16 random characters")
-    existing = (await session.execute(select(ApiKey).where(ApiKey.hash == hash_key(key)))).scalar_one_or_none()
+        raise ValueError(
+            f"RAGWAY_ADMIN_KEY must start with {KEY_PREFIX} and hold at least 16 random characters"
+        )
+    existing = (
+        await session.execute(select(ApiKey).where(ApiKey.hash == hash_key(key)))
+    ).scalar_one_or_none()
     if existing is not None:
         return
     admin = (await session.execute(select(User).where(User.name == "admin"))).scalar_one_or_none()

@@ -25,7 +25,7 @@ from ragway.gateway.models import MICRO, ApiKey, LedgerEntry, UsageRecord, User
 
 
 def cost_micro(price: Price, prompt_tokens: int, completion_tokens: int) -> int:
-    """Micro-credits for a token count; prices are credits per million tokens, i.e. micro-credits per token."""
+    """Micro-credits for a token count (a price per million tokens is micro-credits per token)."""
     return math.ceil(prompt_tokens * price.prompt + completion_tokens * price.completion)
 
 
@@ -48,7 +48,8 @@ async def check_rate_limits(limiter: Limiter, principal: Principal) -> None:
         used, retry = await limiter.add(f"{principal.key_id}:rpm", 1)
         if used > principal.rpm_limit:
             raise RateLimited(
-                f"rate limit reached: {principal.rpm_limit} requests per minute for this key", retry_after=retry
+                f"rate limit reached: {principal.rpm_limit} requests per minute for this key",
+                retry_after=retry,
             )
     if principal.tpm_limit is not None:
         used, retry = await limiter.add(f"{principal.key_id}:tpm", 0)
@@ -89,16 +90,24 @@ async def reserve(
     """Hold the request's maximum cost against the user's credits and the key's budget, atomically."""
     amount = cost_micro(price, prompt_tokens, max_completion_tokens)
     held = await session.execute(
-        update(User).where(User.id == principal.user_id, User.credits >= amount).values(credits=User.credits - amount)
+        update(User)
+        .where(User.id == principal.user_id, User.credits >= amount)
+        .values(credits=User.credits - amount)
     )
     if held.rowcount != 1:  # type: ignore[attr-defined]
         await session.rollback()
-        balance = (await session.execute(select(User.credits).where(User.id == principal.user_id))).scalar_one()
+        balance = (
+            await session.execute(select(User.credits).where(User.id == principal.user_id))
+        ).scalar_one()
         raise QuotaExceeded(
             f"insufficient credits: this request may cost up to {credits(amount):.6f} credits "
             f"and the balance is {credits(balance):.6f}; lower max_tokens or top up"
         )
-    key = (await session.execute(select(ApiKey.budget, ApiKey.budget_period).where(ApiKey.id == principal.key_id))).one()
+    key = (
+        await session.execute(
+            select(ApiKey.budget, ApiKey.budget_period).where(ApiKey.id == principal.key_id)
+        )
+    ).one()
     if key.budget is not None:
         start = period_start(key.budget_period, time.time())
         await session.execute(
@@ -119,7 +128,9 @@ async def reserve(
             )
     session.add(LedgerEntry(user_id=principal.user_id, amount=-amount, kind="reserve", request_id=request_id))
     await session.commit()
-    return Reservation(request_id, principal.user_id, principal.key_id, model, endpoint, amount, price, time.time())
+    return Reservation(
+        request_id, principal.user_id, principal.key_id, model, endpoint, amount, price, time.time()
+    )
 
 
 @dataclass
@@ -179,7 +190,9 @@ async def settle(session: AsyncSession, reservation: Reservation, outcome: Outco
     return usage
 
 
-async def top_up(session: AsyncSession, user_id: str, amount: float, idempotency_key: str | None) -> LedgerEntry:
+async def top_up(
+    session: AsyncSession, user_id: str, amount: float, idempotency_key: str | None
+) -> LedgerEntry:
     """Add credits once per idempotency key; a retry returns the first entry unchanged."""
     if not math.isfinite(amount) or amount <= 0 or amount > 1e9:
         raise InvalidArgument("amount must be a positive number of credits", field="amount")
@@ -189,7 +202,9 @@ async def top_up(session: AsyncSession, user_id: str, amount: float, idempotency
         ).scalar_one_or_none()
         if first is not None:
             if first.user_id != user_id:
-                raise InvalidArgument("this Idempotency-Key was used for another user", field="Idempotency-Key")
+                raise InvalidArgument(
+                    "this Idempotency-Key was used for another user", field="Idempotency-Key"
+                )
             return first
     micro = round(amount * MICRO)
     result = await session.execute(
@@ -198,7 +213,9 @@ async def top_up(session: AsyncSession, user_id: str, amount: float, idempotency
     balance = result.scalar_one_or_none()
     if balance is None:
         raise NotFound(f"user {user_id} not found")
-    entry = LedgerEntry(user_id=user_id, amount=micro, kind="topup", idempotency_key=idempotency_key, balance_after=balance)
+    entry = LedgerEntry(
+        user_id=user_id, amount=micro, kind="topup", idempotency_key=idempotency_key, balance_after=balance
+    )
     session.add(entry)
     await session.commit()
     return entry

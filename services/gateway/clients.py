@@ -98,7 +98,9 @@ class ModelClient(ServiceClient):
         return int(reply.count)
 
     async def count_text_tokens(self, text: str) -> int:
-        reply = await self.unary(self.stub.Tokenize, model_pb2.TokenizeRequest(text=text, add_special_tokens=True))
+        reply = await self.unary(
+            self.stub.Tokenize, model_pb2.TokenizeRequest(text=text, add_special_tokens=True)
+        )
         return int(reply.count)
 
     async def generate(

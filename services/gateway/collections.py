@@ -25,7 +25,8 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 def check_name(name: str) -> None:
     if not NAME.match(name):
         raise InvalidArgument(
-            "collection names are 1-64 letters, digits, '_' or '-', starting with a letter or digit", field="name"
+            "collection names are 1-64 letters, digits, '_' or '-', starting with a letter or digit",
+            field="name",
         )
 
 
@@ -41,12 +42,17 @@ async def visible(session: AsyncSession, principal: Principal) -> Sequence[Colle
 async def get(session: AsyncSession, principal: Principal, name: str, *, write: bool = False) -> Collection:
     """The caller's collection `name` (or a shared one for reading); NotFound otherwise."""
     rows = (
-        await session.execute(
-            select(Collection).where(
-                Collection.name == name, or_(Collection.user_id == principal.user_id, Collection.shared.is_(True))
+        (
+            await session.execute(
+                select(Collection).where(
+                    Collection.name == name,
+                    or_(Collection.user_id == principal.user_id, Collection.shared.is_(True)),
+                )
             )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     own = next((r for r in rows if r.user_id == principal.user_id), None)
     found = own or (rows[0] if rows else None)
     if found is None:
@@ -60,7 +66,9 @@ async def create(session: AsyncSession, principal: Principal, name: str, shared:
     check_name(name)
     if shared and not principal.is_admin:
         raise PermissionDenied("only admins may share a collection")
-    row = Collection(user_id=principal.user_id, name=name, store_name=f"{principal.user_id}__{name}", shared=shared)
+    row = Collection(
+        user_id=principal.user_id, name=name, store_name=f"{principal.user_id}__{name}", shared=shared
+    )
     session.add(row)
     try:
         await session.flush()

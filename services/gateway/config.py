@@ -20,7 +20,9 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
-    data_dir: Path = Field(Path(".ragway"), description="Holds the SQLite database and the generated admin key.")
+    data_dir: Path = Field(
+        Path(".ragway"), description="Holds the SQLite database and the generated admin key."
+    )
     database_url: SecretStr | None = Field(None, description="SQLAlchemy URL; default sqlite in data_dir.")
     redis_url: SecretStr | None = Field(None, description="Share rate limits across gateway replicas.")
     admin_key: SecretStr | None = Field(None, description="Bootstrap admin API key (created on start).")
@@ -32,7 +34,6 @@ class GatewaySettings(BaseSettings):
         default_factory=lambda: {"*": Price(prompt=0.5, completion=1.5)},
         description='Credits per 1M tokens by model; "*" is the default. JSON in RAGWAY_PRICES.',
     )
-    signup_credits: float = Field(10.0, description="Credits a new user starts with.")
     max_body_bytes: int = Field(1_048_576, description="Largest JSON request body.")
     max_upload_bytes: int = Field(20 * 1_048_576, description="Largest uploaded document.")
     max_upload_files: int = Field(20, description="Most files in one upload.")

@@ -96,13 +96,20 @@ async def write(
     for upload in uploads:
         row = known.get(upload.id)
         if row is not None and row.sha256 == upload.sha256:
-            results[upload.id] = {"id": upload.id, "filename": upload.filename, "chunks": row.chunks, "status": "unchanged"}
+            results[upload.id] = {
+                "id": upload.id,
+                "filename": upload.filename,
+                "chunks": row.chunks,
+                "status": "unchanged",
+            }
         else:
             changed.append(upload)
     if changed:
         request = retrieval_pb2.UpsertDocumentsRequest(collection=collection.store_name)
         for upload in changed:
-            doc = request.documents.add(id=upload.id, content_type=upload.content_type, metadata=_struct(upload.metadata))
+            doc = request.documents.add(
+                id=upload.id, content_type=upload.content_type, metadata=_struct(upload.metadata)
+            )
             if isinstance(upload.content, str):
                 doc.text = upload.content
             else:
@@ -123,7 +130,10 @@ async def write(
                 )
             else:
                 row.sha256, row.chunks, row.filename, row.updated_at = (
-                    upload.sha256, written[upload.id], upload.filename, now()
+                    upload.sha256,
+                    written[upload.id],
+                    upload.filename,
+                    now(),
                 )
             results[upload.id] = {
                 "id": upload.id,
@@ -135,17 +145,22 @@ async def write(
     return [results[u.id] for u in uploads]
 
 
-async def remove(session: AsyncSession, retrieval: RetrievalClient, collection: Collection, document_id: str) -> int:
+async def remove(
+    session: AsyncSession, retrieval: RetrievalClient, collection: Collection, document_id: str
+) -> int:
     """Delete a document's every chunk; NotFound when it has none."""
     await retrieval.unary(
-        retrieval.stub.GetDocument, retrieval_pb2.GetDocumentRequest(collection=collection.store_name, id=document_id)
+        retrieval.stub.GetDocument,
+        retrieval_pb2.GetDocumentRequest(collection=collection.store_name, id=document_id),
     )
     reply = await retrieval.unary(
         retrieval.stub.DeleteDocuments,
         retrieval_pb2.DeleteDocumentsRequest(collection=collection.store_name, ids=[document_id]),
     )
     await session.execute(
-        delete(IngestedFile).where(IngestedFile.collection_id == collection.id, IngestedFile.document_id == document_id)
+        delete(IngestedFile).where(
+            IngestedFile.collection_id == collection.id, IngestedFile.document_id == document_id
+        )
     )
     await session.commit()
     return int(reply.deleted_vectors)

@@ -46,10 +46,14 @@ async def list_conversations(
             )
         )
     rows = (
-        await session.execute(
-            query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
+        (
+            await session.execute(
+                query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return rows[:limit], len(rows) > limit
 
 
@@ -95,15 +99,23 @@ async def record_exchange(
     conversation = await session.get(Conversation, conversation_id)
     if conversation is None:
         first_user = next((c for r, c in prompt if r == "user"), answer)
-        conversation = Conversation(id=conversation_id, user_id=user_id, title=title_from(first_user), model=model)
+        conversation = Conversation(
+            id=conversation_id, user_id=user_id, title=title_from(first_user), model=model
+        )
         session.add(conversation)
         await session.flush()
     seq = (
-        await session.execute(select(func.coalesce(func.max(Message.seq), 0)).where(Message.conversation_id == conversation_id))
+        await session.execute(
+            select(func.coalesce(func.max(Message.seq), 0)).where(Message.conversation_id == conversation_id)
+        )
     ).scalar_one()
     for role, content in prompt:
         seq += 1
-        session.add(Message(conversation_id=conversation_id, seq=seq, role=role, content=content, request_id=request_id))
+        session.add(
+            Message(
+                conversation_id=conversation_id, seq=seq, role=role, content=content, request_id=request_id
+            )
+        )
     session.add(
         Message(
             conversation_id=conversation_id,

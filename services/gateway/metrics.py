@@ -15,9 +15,15 @@ if TYPE_CHECKING:
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 REQUESTS = Counter("ragway_gateway_requests", "HTTP requests.", ["route", "method", "status"])
-LATENCY = Histogram("ragway_gateway_request_seconds", "HTTP request latency (to the last byte).", ["route"], buckets=_BUCKETS)
-TTFT = Histogram("ragway_gateway_ttft_seconds", "Time to first token seen by the gateway.", ["model"], buckets=_BUCKETS)
-GENERATION = Histogram("ragway_gateway_generation_seconds", "Generation latency.", ["model", "status"], buckets=_BUCKETS)
+LATENCY = Histogram(
+    "ragway_gateway_request_seconds", "HTTP request latency (to the last byte).", ["route"], buckets=_BUCKETS
+)
+TTFT = Histogram(
+    "ragway_gateway_ttft_seconds", "Time to first token seen by the gateway.", ["model"], buckets=_BUCKETS
+)
+GENERATION = Histogram(
+    "ragway_gateway_generation_seconds", "Generation latency.", ["model", "status"], buckets=_BUCKETS
+)
 TOKENS = Counter("ragway_gateway_tokens", "Tokens metered.", ["model", "kind"])
 SPEND = Counter("ragway_gateway_spend", "Credits charged.", ["model"])
 ACTIVE_STREAMS = Gauge("ragway_gateway_active_streams", "Open streaming responses.")

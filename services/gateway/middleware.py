@@ -81,10 +81,22 @@ class GatewayMiddleware:
 
     async def _refuse(self, send: Any, limit: int) -> None:
         body = json.dumps(
-            error_body(f"request body too large; the limit is {limit} bytes", "invalid_request_error", "payload_too_large")
+            error_body(
+                f"request body too large; the limit is {limit} bytes",
+                "invalid_request_error",
+                "payload_too_large",
+            )
         ).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:

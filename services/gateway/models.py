@@ -97,7 +97,9 @@ class UsageRecord(Base):
     __tablename__ = "usage_records"
     __table_args__ = (Index("ix_usage_user_created", "user_id", "created_at"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -121,7 +123,9 @@ class LedgerEntry(Base):
     __tablename__ = "credit_ledger"
     __table_args__ = (Index("ix_ledger_user", "user_id", "created_at"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     amount: Mapped[int] = mapped_column(BigInteger)  # micro-credits, signed
     kind: Mapped[str] = mapped_column(String(16))  # topup | reserve | settle
@@ -151,7 +155,9 @@ class IngestedFile(Base):
     __tablename__ = "documents"
     __table_args__ = (Index("ux_documents_collection_doc", "collection_id", "document_id", unique=True),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     document_id: Mapped[str] = mapped_column(String(256))
     filename: Mapped[str | None] = mapped_column(String(512), nullable=True)

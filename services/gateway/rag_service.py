@@ -45,8 +45,10 @@ def to_filter(spec: dict[str, Any] | None) -> retrieval_pb2.Filter | None:
                         raise InvalidArgument(f"filter {key!r}: 'in' takes a list of scalars", field="filter")
                     any_of.values.append(_value(item))
                 result.must.append(retrieval_pb2.FieldCondition(key=key, any_of=any_of))
-            elif cond and set(cond) <= set(_RANGE_OPS) and all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in cond.values()
+            elif (
+                cond
+                and set(cond) <= set(_RANGE_OPS)
+                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in cond.values())
             ):
                 result.must.append(retrieval_pb2.FieldCondition(key=key, range=retrieval_pb2.Range(**cond)))
             else:

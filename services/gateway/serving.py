@@ -123,7 +123,11 @@ def _sampling(req: SamplingFields, max_tokens: int, logprobs: int | None) -> mod
 
 
 def sse(payload: dict[str, Any] | str) -> str:
-    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    data = (
+        payload
+        if isinstance(payload, str)
+        else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    )
     return f"data: {data}\n\n"
 
 
@@ -133,7 +137,8 @@ def _chat_logprobs(items: list[model_pb2.TokenLogprob]) -> dict[str, Any]:
 
     return {
         "content": [
-            {**entry(i.token, i.logprob), "top_logprobs": [entry(t.token, t.logprob) for t in i.top]} for i in items
+            {**entry(i.token, i.logprob), "top_logprobs": [entry(t.token, t.logprob) for t in i.top]}
+            for i in items
         ]
     }
 
@@ -168,7 +173,9 @@ class GenerationService:
     async def _served_model(self, requested: str) -> model_pb2.ModelInfo:
         info = await self.model.info()
         if requested != info.name:
-            raise ModelNotFound(f"the model {requested!r} does not exist; this gateway serves {info.name!r}", field="model")
+            raise ModelNotFound(
+                f"the model {requested!r} does not exist; this gateway serves {info.name!r}", field="model"
+            )
         return info
 
     def _max_tokens(self, requested: int | None, prompt_tokens: int, max_model_len: int) -> int:
@@ -181,7 +188,13 @@ class GenerationService:
         return min(requested or self.settings.default_max_tokens, room)
 
     async def _reserve(
-        self, principal: Principal, gen_id: str, model: str, endpoint: str, prompt_tokens: int, completion: int
+        self,
+        principal: Principal,
+        gen_id: str,
+        model: str,
+        endpoint: str,
+        prompt_tokens: int,
+        completion: int,
     ) -> Reservation:
         async with self.sessions() as session:
             return await billing.reserve(
@@ -212,7 +225,11 @@ class GenerationService:
                 ]
         elif req.store:
             conversation_id = history.new_conversation_id()
-        system = [(m.role if m.role != "developer" else "system", m.text()) for m in req.messages if m.role in ("system", "developer")]
+        system = [
+            (m.role if m.role != "developer" else "system", m.text())
+            for m in req.messages
+            if m.role in ("system", "developer")
+        ]
         new_turns = [(m.role, m.text()) for m in req.messages if m.role not in ("system", "developer")]
         if not new_turns:
             raise InvalidArgument("messages must include a user message", field="messages")
@@ -240,7 +257,9 @@ class GenerationService:
             chat=chat,
             sampling=_sampling(req, max_tokens, req.top_logprobs or 0 if req.logprobs else None),
         )
-        reservation = await self._reserve(principal, gen_id, info.name, "chat.completions", prompt_tokens, max_tokens * req.n)
+        reservation = await self._reserve(
+            principal, gen_id, info.name, "chat.completions", prompt_tokens, max_tokens * req.n
+        )
         return Generation(
             id=gen_id,
             kind="chat.completion",
@@ -271,7 +290,9 @@ class GenerationService:
         gen_id = f"cmpl-{uuid.uuid4().hex}"
         request.request_id = gen_id
         request.sampling.CopyFrom(_sampling(req, max_tokens, req.logprobs))
-        reservation = await self._reserve(principal, gen_id, info.name, "completions", prompt_tokens, max_tokens * req.n)
+        reservation = await self._reserve(
+            principal, gen_id, info.name, "completions", prompt_tokens, max_tokens * req.n
+        )
         return Generation(
             id=gen_id,
             kind="text_completion",
@@ -308,11 +329,24 @@ class GenerationService:
         try:
             if gen.kind == "chat.completion":
                 for index in range(gen.n):
-                    yield sse(self._chunk(gen, [{"index": index, "delta": {"role": "assistant", "content": ""},
-                                                 "logprobs": None, "finish_reason": None}]))
+                    yield sse(
+                        self._chunk(
+                            gen,
+                            [
+                                {
+                                    "index": index,
+                                    "delta": {"role": "assistant", "content": ""},
+                                    "logprobs": None,
+                                    "finish_reason": None,
+                                }
+                            ],
+                        )
+                    )
             async for message in self.model.generate(gen.request, self.settings.model_timeout_seconds):
                 progress.add(message)
-                choices = [self._delta(gen, d) for d in message.choices if d.text or d.finish_reason or d.token_ids]
+                choices = [
+                    self._delta(gen, d) for d in message.choices if d.text or d.finish_reason or d.token_ids
+                ]
                 if choices:
                     yield sse(self._chunk(gen, choices))
             if gen.sources is not None:
@@ -364,19 +398,23 @@ class GenerationService:
         for index, choice in enumerate(progress.choices):
             text = "".join(choice.text)
             if gen.kind == "chat.completion":
-                choices.append({
-                    "index": index,
-                    "message": {"role": "assistant", "content": text},
-                    "logprobs": _chat_logprobs(choice.logprobs) if gen.logprobs else None,
-                    "finish_reason": choice.finish_reason,
-                })
+                choices.append(
+                    {
+                        "index": index,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": _chat_logprobs(choice.logprobs) if gen.logprobs else None,
+                        "finish_reason": choice.finish_reason,
+                    }
+                )
             else:
-                choices.append({
-                    "index": index,
-                    "text": text,
-                    "logprobs": _text_logprobs(choice.logprobs) if gen.logprobs else None,
-                    "finish_reason": choice.finish_reason,
-                })
+                choices.append(
+                    {
+                        "index": index,
+                        "text": text,
+                        "logprobs": _text_logprobs(choice.logprobs) if gen.logprobs else None,
+                        "finish_reason": choice.finish_reason,
+                    }
+                )
         body: dict[str, Any] = {
             "id": gen.id,
             "object": gen.kind,
@@ -409,7 +447,9 @@ class GenerationService:
             cached_tokens=progress.cached_tokens,
             status=progress.status,
             finish_reason=first.finish_reason or ("abort" if progress.status == "aborted" else None),
-            ttft_ms=int((progress.first_token_at - progress.started) * 1000) if progress.first_token_at else None,
+            ttft_ms=int((progress.first_token_at - progress.started) * 1000)
+            if progress.first_token_at
+            else None,
             conversation_id=gen.conversation_id,
         )
         try:
@@ -433,5 +473,7 @@ class GenerationService:
         except Exception:
             log.exception("could not record request %s; its reservation stays held", gen.id)
             raise
-        await billing.count_tokens(self.limiter, gen.principal, outcome.prompt_tokens + outcome.completion_tokens)
+        await billing.count_tokens(
+            self.limiter, gen.principal, outcome.prompt_tokens + outcome.completion_tokens
+        )
         metrics.observe_generation(gen.model, outcome, usage.cost, progress.started)

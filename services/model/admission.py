@@ -6,6 +6,7 @@ on another replica) than by a timeout minutes later.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +22,8 @@ class Admission:
         self.max_waiting = max_waiting
         self.in_flight = 0
         self.closed = False
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     @property
     def waiting(self) -> int:
@@ -48,5 +51,9 @@ class Admission:
             self._publish()
 
     def _publish(self) -> None:
+        if self.in_flight:
+            self.idle.clear()
+        else:
+            self.idle.set()
         metrics.RUNNING.set(min(self.in_flight, self.max_running))
         metrics.WAITING.set(self.waiting)

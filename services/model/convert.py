@@ -30,7 +30,9 @@ def choice_delta(completion: Any, token_text: Callable[[int], str]) -> model_pb2
     return delta
 
 
-def token_logprob(token_id: int, position: dict[int, Any], token_text: Callable[[int], str]) -> model_pb2.TokenLogprob:
+def token_logprob(
+    token_id: int, position: dict[int, Any], token_text: Callable[[int], str]
+) -> model_pb2.TokenLogprob:
     """The sampled token's logprob plus its ranked alternatives at one position."""
 
     def text(tid: int, entry: Any) -> str:

@@ -126,9 +126,13 @@ class Engine:
             raise InvalidArgument("messages must not be empty", field="messages")
         conversation = [{"role": role, "content": content} for role, content in messages]
         try:
-            text = self._tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+            text = self._tokenizer.apply_chat_template(
+                conversation, tokenize=False, add_generation_prompt=True
+            )
         except Exception as exc:  # jinja errors on roles the template rejects
-            raise InvalidArgument(f"the chat template rejected the messages: {exc}", field="messages") from exc
+            raise InvalidArgument(
+                f"the chat template rejected the messages: {exc}", field="messages"
+            ) from exc
         # The template already wrote the special tokens (e.g. <|im_start|>); adding them again
         # would change the prompt and break prefix caching across turns.
         return list(self._tokenizer.encode(text, add_special_tokens=False))

@@ -18,7 +18,9 @@ INTER_TOKEN = Histogram(
     "Time between streamed messages, per token.",
     buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
 )
-E2E = Histogram("ragway_model_e2e_latency_seconds", "Request latency, arrival to last token.", buckets=_LATENCY_BUCKETS)
+E2E = Histogram(
+    "ragway_model_e2e_latency_seconds", "Request latency, arrival to last token.", buckets=_LATENCY_BUCKETS
+)
 QUEUE = Histogram("ragway_model_queue_seconds", "Time waiting for the scheduler.", buckets=_LATENCY_BUCKETS)
 PROMPT_TOKENS = Counter("ragway_model_prompt_tokens", "Prompt tokens processed.")
 GENERATION_TOKENS = Counter("ragway_model_generation_tokens", "Tokens generated.")

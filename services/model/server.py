@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -41,10 +40,9 @@ class RunningModelServer:
         """Stop taking calls, let in-flight streams finish for up to `seconds`, then stop."""
         await set_serving(self.health, [SERVICE_NAME], False)
         self.admission.closed = True
-        deadline = time.monotonic() + seconds
-        while self.admission.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if self.admission.in_flight:
+        try:
+            await asyncio.wait_for(self.admission.idle.wait(), seconds)
+        except TimeoutError:
             log.warning("drain timed out with %d requests in flight; aborting them", self.admission.in_flight)
         await self.stop()
 

@@ -61,7 +61,7 @@ def prepare_bundled_model(cache_dir: Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # The dequantised weights are plain tensors; keeping the GGUF quantizer would make vLLM
         # look for a quantization method it does not have for this format.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp)

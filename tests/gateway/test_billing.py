@@ -53,7 +53,11 @@ def test_every_request_writes_one_usage_record(gateway: Gateway) -> None:
     reply = account.openai().chat.completions.create(
         model=MODEL_NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=5
     )
-    records = rows(gateway.database_url, "SELECT prompt_tokens, completion_tokens, status, cost FROM usage_records WHERE request_id = :r", r=reply.id)
+    records = rows(
+        gateway.database_url,
+        "SELECT prompt_tokens, completion_tokens, status, cost FROM usage_records WHERE request_id = :r",
+        r=reply.id,
+    )
     assert len(records) == 1
     prompt, completion, status, cost = records[0]
     assert (prompt, completion, status) == (reply.usage.prompt_tokens, reply.usage.completion_tokens, "ok")
@@ -62,7 +66,9 @@ def test_every_request_writes_one_usage_record(gateway: Gateway) -> None:
     assert usage["data"][0]["requests"] == 1 and usage["data"][0]["completion_tokens"] == completion
 
 
-async def test_dropped_stream_is_billed_for_partial_tokens_and_aborted(gateway: Gateway, model_service: ModelService) -> None:
+async def test_dropped_stream_is_billed_for_partial_tokens_and_aborted(
+    gateway: Gateway, model_service: ModelService
+) -> None:
     account = make_account(gateway.url, gateway.admin_key)
     body = {
         "model": MODEL_NAME,
@@ -83,7 +89,11 @@ async def test_dropped_stream_is_billed_for_partial_tokens_and_aborted(gateway: 
         assert time.monotonic() < deadline, "the engine kept generating after the client left"
         await asyncio.sleep(0.05)
     for _ in range(50):
-        records = rows(gateway.database_url, "SELECT completion_tokens, status FROM usage_records WHERE user_id = :u", u=account.user_id)
+        records = rows(
+            gateway.database_url,
+            "SELECT completion_tokens, status FROM usage_records WHERE user_id = :u",
+            u=account.user_id,
+        )
         if records:
             break
         await asyncio.sleep(0.1)
@@ -99,19 +109,29 @@ def test_rpm_limit_is_rate_limit_error_with_retry_after(gateway: Gateway) -> Non
     account = make_account(gateway.url, gateway.admin_key, rpm_limit=2)
     client = account.openai()
     for _ in range(2):
-        client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        client.chat.completions.create(
+            model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
     with pytest.raises(openai.RateLimitError) as info:
-        client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        client.chat.completions.create(
+            model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
     assert 1 <= int(info.value.response.headers["retry-after"]) <= 60
     assert info.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]
 
 
 def test_budget_per_key_is_enforced(gateway: Gateway) -> None:
-    account = make_account(gateway.url, gateway.admin_key, budget=worst_case_credits(40, 10) * 1.5, budget_period="day")
+    account = make_account(
+        gateway.url, gateway.admin_key, budget=worst_case_credits(40, 10) * 1.5, budget_period="day"
+    )
     client = account.openai()
-    client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=10)
+    client.chat.completions.create(
+        model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=10
+    )
     with pytest.raises(openai.RateLimitError) as info:
-        client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=400)
+        client.chat.completions.create(
+            model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=400
+        )
     assert "budget" in info.value.message
 
 
@@ -128,7 +148,9 @@ def test_top_up_is_idempotent(any_gateway: Gateway) -> None:
 def test_revoked_and_expired_keys_are_rejected(gateway: Gateway) -> None:
     admin = {"Authorization": f"Bearer {gateway.admin_key}"}
     revoked = make_account(gateway.url, gateway.admin_key)
-    assert httpx.delete(f"{gateway.url}/v1/admin/keys/{revoked.key_id}", headers=admin).json()["revoked"] is True
+    assert (
+        httpx.delete(f"{gateway.url}/v1/admin/keys/{revoked.key_id}", headers=admin).json()["revoked"] is True
+    )
     expired = make_account(gateway.url, gateway.admin_key, expires_at=int(time.time()) - 1)
     for account in (revoked, expired):
         with pytest.raises(openai.AuthenticationError):
@@ -138,7 +160,9 @@ def test_revoked_and_expired_keys_are_rejected(gateway: Gateway) -> None:
 def test_keys_are_listed_without_the_secret(gateway: Gateway) -> None:
     account = make_account(gateway.url, gateway.admin_key)
     listed = httpx.get(
-        f"{gateway.url}/v1/admin/keys", params={"user_id": account.user_id}, headers={"Authorization": f"Bearer {gateway.admin_key}"}
+        f"{gateway.url}/v1/admin/keys",
+        params={"user_id": account.user_id},
+        headers={"Authorization": f"Bearer {gateway.admin_key}"},
     ).json()["data"]
     assert len(listed) == 1
     shown = listed[0]["display"]

@@ -13,7 +13,9 @@ from tests.utils.processes import free_port
 
 
 @pytest.fixture(scope="module")
-def gateway_without_model(retrieval_service: RetrievalService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway_without_model(
+    retrieval_service: RetrievalService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
     gw = start_gateway(
         "gateway-no-model",
         tmp_path_factory.mktemp("gw-no-model"),
@@ -27,7 +29,9 @@ def gateway_without_model(retrieval_service: RetrievalService, tmp_path_factory:
 def test_model_service_down_is_503_and_history_still_served(gateway_without_model: Gateway) -> None:
     account = make_account(gateway_without_model.url, gateway_without_model.admin_key)
     with pytest.raises(openai.InternalServerError) as info:
-        account.openai().chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}])
+        account.openai().chat.completions.create(
+            model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}]
+        )
     assert info.value.status_code == 503 and "model service" in info.value.message
     with account.http() as http:
         assert http.get("/v1/conversations").status_code == 200

@@ -17,7 +17,9 @@ from tests.utils.factories import make_account
 
 def ask(client: openai.OpenAI, text: str, **extra: object):  # type: ignore[no-untyped-def]
     options = {"temperature": 0, "max_tokens": 30, **extra}
-    return client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": text}], **options)
+    return client.chat.completions.create(
+        model=MODEL_NAME, messages=[{"role": "user", "content": text}], **options
+    )
 
 
 def chat_tokens(address: str, messages: list[tuple[str, str]]) -> int:
@@ -26,7 +28,9 @@ def chat_tokens(address: str, messages: list[tuple[str, str]]) -> int:
         return int(model_pb2_grpc.ModelServiceStub(channel).Tokenize(pb.TokenizeRequest(chat=chat)).count)
 
 
-def test_continuing_a_conversation_sends_the_history(any_gateway: Gateway, model_service: ModelService) -> None:
+def test_continuing_a_conversation_sends_the_history(
+    any_gateway: Gateway, model_service: ModelService
+) -> None:
     account = make_account(any_gateway.url, any_gateway.admin_key)
     client = account.openai()
     first = ask(client, "My cat is called Zorblax. Please remember that name.")
@@ -58,7 +62,10 @@ def test_new_conversation_id_comes_back_in_header_and_body(any_gateway: Gateway)
 
 def test_list_paginate_rename_delete(any_gateway: Gateway) -> None:
     account = make_account(any_gateway.url, any_gateway.admin_key)
-    ids = [ask(account.openai(), f"Say the number {i}.", max_tokens=3).model_extra["conversation_id"] for i in range(3)]  # type: ignore[index]
+    ids = [
+        ask(account.openai(), f"Say the number {i}.", max_tokens=3).model_extra["conversation_id"]
+        for i in range(3)
+    ]  # type: ignore[index]
     with account.http() as http:
         page1 = http.get("/v1/conversations", params={"limit": 2}).json()
         assert page1["has_more"] is True and len(page1["data"]) == 2

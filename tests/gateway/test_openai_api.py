@@ -23,7 +23,10 @@ def test_models_lists_the_served_model(account: Account) -> None:
 
 def test_chat_completion(account: Account) -> None:
     reply = account.openai().chat.completions.create(
-        model=MODEL_NAME, messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0, max_tokens=30
+        model=MODEL_NAME,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        temperature=0,
+        max_tokens=30,
     )
     assert "Paris" in reply.choices[0].message.content
     assert reply.choices[0].finish_reason == "stop"
@@ -51,7 +54,12 @@ def test_streaming_with_usage(account: Account) -> None:
 
 
 def test_sse_wire_format_ends_with_done(account: Account) -> None:
-    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "stream": True}
+    body = {
+        "model": MODEL_NAME,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 5,
+        "stream": True,
+    }
     with account.http() as http, http.stream("POST", "/v1/chat/completions", json=body) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in response.iter_lines() if line]
@@ -98,11 +106,20 @@ def test_unknown_model_is_not_found(account: Account) -> None:
 
 @pytest.mark.parametrize(
     ("extra", "param"),
-    [({"temperature": 5}, "temperature"), ({"n": 9}, "n"), ({"top_p": 0}, "top_p"), ({"max_tokens": 0}, "max_tokens")],
+    [
+        ({"temperature": 5}, "temperature"),
+        ({"n": 9}, "n"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+    ],
 )
-def test_bad_parameters_are_bad_request_naming_the_param(account: Account, extra: dict[str, object], param: str) -> None:
+def test_bad_parameters_are_bad_request_naming_the_param(
+    account: Account, extra: dict[str, object], param: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        account.openai().chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], **extra)  # type: ignore[call-overload]
+        account.openai().chat.completions.create(
+            model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], **extra
+        )  # type: ignore[call-overload]
     assert info.value.body["param"] == param  # type: ignore[index]
 
 
@@ -117,8 +134,12 @@ def test_oversized_prompt_is_bad_request_with_counts(account: Account) -> None:
 def test_malformed_bodies_are_400_in_openai_shape(account: Account) -> None:
     with account.http() as http:
         for raw in (b"{not json", b"\xff\xfe\x00garbage", b"[" * 100_000 + b"]" * 100_000):
-            response = http.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+            response = http.post(
+                "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
+            )
             assert response.status_code in (400, 413), response.text
             assert set(response.json()["error"]) >= {"message", "type", "code"}
-        huge = http.post("/v1/chat/completions", content=b"x" * 2_000_000, headers={"content-type": "application/json"})
+        huge = http.post(
+            "/v1/chat/completions", content=b"x" * 2_000_000, headers={"content-type": "application/json"}
+        )
         assert huge.status_code == 413

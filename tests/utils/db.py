@@ -20,11 +20,17 @@ def money(database_url: str, user_id: str) -> dict[str, int]:
     """Balance, ledger movements (excluding top-ups) and billed usage of one user, in micro-credits."""
     balance = rows(database_url, "SELECT credits FROM users WHERE id = :u", u=user_id)[0][0]
     spent = rows(
-        database_url, "SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE user_id = :u AND kind <> 'topup'", u=user_id
+        database_url,
+        "SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE user_id = :u AND kind <> 'topup'",
+        u=user_id,
     )[0][0]
     topups = rows(
-        database_url, "SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE user_id = :u AND kind = 'topup'", u=user_id
+        database_url,
+        "SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE user_id = :u AND kind = 'topup'",
+        u=user_id,
     )[0][0]
-    billed = rows(database_url, "SELECT COALESCE(SUM(cost), 0) FROM usage_records WHERE user_id = :u", u=user_id)[0][0]
+    billed = rows(
+        database_url, "SELECT COALESCE(SUM(cost), 0) FROM usage_records WHERE user_id = :u", u=user_id
+    )[0][0]
     records = rows(database_url, "SELECT COUNT(*) FROM usage_records WHERE user_id = :u", u=user_id)[0][0]
     return {"balance": balance, "ledger": spent, "topups": topups, "billed": billed, "records": records}

@@ -34,7 +34,9 @@ class Account:
 def make_account(base_url: str, admin_key: str, credits: float = 100.0, **key_fields: Any) -> Account:
     admin = {"Authorization": f"Bearer {admin_key}"}
     with httpx.Client(base_url=base_url, headers=admin, timeout=30) as http:
-        user = http.post("/v1/admin/users", json={"name": f"user-{uuid.uuid4().hex[:12]}", "credits": credits})
+        user = http.post(
+            "/v1/admin/users", json={"name": f"user-{uuid.uuid4().hex[:12]}", "credits": credits}
+        )
         user.raise_for_status()
         key = http.post("/v1/admin/keys", json={"user_id": user.json()["id"], **key_fields})
         key.raise_for_status()

@@ -57,7 +57,9 @@ def start(name: str, command: str, env: dict[str, str]) -> Service:
     log_path = LOG_DIR / f"{name}.log"
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env}
     with log_path.open("wb") as log:
-        process = subprocess.Popen([RAGWAY, command], env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        process = subprocess.Popen(
+            [RAGWAY, command], env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
     return Service(name, process, log_path)
 
 
@@ -65,7 +67,9 @@ def wait_until(service: Service, ready: Callable[[], bool], timeout: float) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not service.alive():
-            raise RuntimeError(f"{service.name} exited with {service.process.returncode}:\n{service.log()[-4000:]}")
+            raise RuntimeError(
+                f"{service.name} exited with {service.process.returncode}:\n{service.log()[-4000:]}"
+            )
         if ready():
             return
         time.sleep(0.5)
@@ -76,7 +80,9 @@ def grpc_health(address: str) -> int | None:
     """The overall health status, or None when nothing answers."""
     with grpc.insecure_channel(address) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=2
+            )
         except grpc.RpcError:
             return None
         return int(reply.status)

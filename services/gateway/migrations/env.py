@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, pool, text
 from ragway.gateway.models import Base
 
 config = context.config
-url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+url = str(config.attributes["url"])
 engine = create_engine(url, poolclass=pool.NullPool)
 
 with engine.connect() as connection:

@@ -44,7 +44,9 @@ async def create_chat_completion(
 
 
 @router.post("/completions")
-async def create_completion(body: CompletionRequest, principal: CurrentPrincipal, service: GenerationDep) -> Any:
+async def create_completion(
+    body: CompletionRequest, principal: CurrentPrincipal, service: GenerationDep
+) -> Any:
     """OpenAI (legacy) text completions."""
     gen = await service.prepare_completion(principal, body)
     return await _respond(service, gen)

@@ -13,7 +13,6 @@ from ragway.gateway import collections, documents, rag_service
 from ragway.gateway.api.deps import CurrentPrincipal, RetrievalDep, SessionDep, SettingsDep
 from ragway.gateway.errors import PayloadTooLarge, UnsupportedMediaType
 from ragway.gateway.models import Collection
-from ragway.gateway.rag import Sources
 from ragway.gateway.protocol import (
     ChunkOut,
     Citation,
@@ -31,6 +30,7 @@ from ragway.gateway.protocol import (
     SearchIn,
     SearchOut,
 )
+from ragway.gateway.rag import Sources
 from ragway.v1 import retrieval_pb2
 
 router = APIRouter(prefix="/v1/collections", tags=["rag"])
@@ -56,29 +56,41 @@ async def create_collection(
 ) -> CollectionOut:
     """Create a collection (admins may mark it shared)."""
     row = await collections.create(session, principal, body.name, body.shared)
-    await retrieval.unary(retrieval.stub.CreateCollection, retrieval_pb2.CreateCollectionRequest(name=row.store_name))
+    await retrieval.unary(
+        retrieval.stub.CreateCollection, retrieval_pb2.CreateCollectionRequest(name=row.store_name)
+    )
     await session.commit()
     return await _out(retrieval, row, principal.user_id)
 
 
 @router.get("", response_model=CollectionList)
-async def list_collections(principal: CurrentPrincipal, session: SessionDep, retrieval: RetrievalDep) -> CollectionList:
+async def list_collections(
+    principal: CurrentPrincipal, session: SessionDep, retrieval: RetrievalDep
+) -> CollectionList:
     """The caller's collections and shared ones, with document and vector counts."""
     rows = await collections.visible(session, principal)
-    return CollectionList(data=list(await asyncio.gather(*(_out(retrieval, r, principal.user_id) for r in rows))))
+    return CollectionList(
+        data=list(await asyncio.gather(*(_out(retrieval, r, principal.user_id) for r in rows)))
+    )
 
 
 @router.get("/{name}", response_model=CollectionOut)
-async def get_collection(name: str, principal: CurrentPrincipal, session: SessionDep, retrieval: RetrievalDep) -> CollectionOut:
+async def get_collection(
+    name: str, principal: CurrentPrincipal, session: SessionDep, retrieval: RetrievalDep
+) -> CollectionOut:
     """One collection."""
     return await _out(retrieval, await collections.get(session, principal, name), principal.user_id)
 
 
 @router.delete("/{name}", response_model=Deleted)
-async def delete_collection(name: str, principal: CurrentPrincipal, session: SessionDep, retrieval: RetrievalDep) -> Deleted:
+async def delete_collection(
+    name: str, principal: CurrentPrincipal, session: SessionDep, retrieval: RetrievalDep
+) -> Deleted:
     """Delete a collection and every vector in it."""
     row = await collections.get(session, principal, name, write=True)
-    await retrieval.unary(retrieval.stub.DeleteCollection, retrieval_pb2.DeleteCollectionRequest(name=row.store_name))
+    await retrieval.unary(
+        retrieval.stub.DeleteCollection, retrieval_pb2.DeleteCollectionRequest(name=row.store_name)
+    )
     await session.delete(row)
     await session.commit()
     return Deleted(id=name, object="collection.deleted")
@@ -100,7 +112,11 @@ async def _uploads_from_form(request: Request, settings: SettingsDep) -> list[do
             raise PayloadTooLarge(f"{name!r} is larger than the limit of {settings.max_upload_bytes} bytes")
         uploads.append(
             documents.Upload(
-                id=documents.check_document_id(name), content=data, content_type=content_type, metadata={"filename": name}, filename=name
+                id=documents.check_document_id(name),
+                content=data,
+                content_type=content_type,
+                metadata={"filename": name},
+                filename=name,
             )
         )
     return uploads
@@ -114,7 +130,12 @@ async def _uploads_from_form(request: Request, settings: SettingsDep) -> list[do
             "content": {
                 "application/json": {"schema": DocumentBatch.model_json_schema()},
                 "multipart/form-data": {
-                    "schema": {"type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        },
+                    }
                 },
             }
         }
@@ -172,9 +193,12 @@ async def list_documents(
         retrieval_pb2.ListDocumentsRequest(collection=row.store_name, limit=limit, after=after or ""),
     )
     data = [
-        DocumentSummaryOut(id=d.id, chunks=d.chunks, metadata=json_format.MessageToDict(d.metadata)) for d in reply.documents
+        DocumentSummaryOut(id=d.id, chunks=d.chunks, metadata=json_format.MessageToDict(d.metadata))
+        for d in reply.documents
     ]
-    return DocumentSummaryList(data=data, has_more=bool(reply.next_after), last_id=data[-1].id if data else None)
+    return DocumentSummaryList(
+        data=data, has_more=bool(reply.next_after), last_id=data[-1].id if data else None
+    )
 
 
 @router.get("/{name}/documents/{document_id:path}", response_model=DocumentOut)
@@ -184,7 +208,8 @@ async def get_document(
     """One document's chunks, in order."""
     row = await collections.get(session, principal, name)
     doc = await retrieval.unary(
-        retrieval.stub.GetDocument, retrieval_pb2.GetDocumentRequest(collection=row.store_name, id=document_id)
+        retrieval.stub.GetDocument,
+        retrieval_pb2.GetDocumentRequest(collection=row.store_name, id=document_id),
     )
     return DocumentOut(
         id=doc.id,
@@ -205,7 +230,10 @@ async def replace_document(
     """Replace a document whole: none of its old chunks remain."""
     row = await collections.get(session, principal, name, write=True)
     upload = documents.Upload(
-        id=documents.check_document_id(document_id), content=body.text, content_type=body.content_type, metadata=body.metadata
+        id=documents.check_document_id(document_id),
+        content=body.text,
+        content_type=body.content_type,
+        metadata=body.metadata,
     )
     return DocumentWritten(**(await documents.write(session, retrieval, row, [upload]))[0])
 
@@ -226,6 +254,7 @@ async def search_collection(
 ) -> SearchOut:
     """Nearest chunks to a query, with optional metadata filter and minimum score."""
     row = await collections.get(session, principal, name)
-    hits = await rag_service.search(retrieval, [(row.name, row.store_name)], body.query, body.top_k, body.filter, body.min_score)
+    hits = await rag_service.search(
+        retrieval, [(row.name, row.store_name)], body.query, body.top_k, body.filter, body.min_score
+    )
     return SearchOut(data=[Citation(**c) for c in Sources(hits).citations()])
-

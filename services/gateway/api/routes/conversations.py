@@ -40,7 +40,9 @@ async def list_conversations(
 
 
 @router.get("/{conversation_id}", response_model=ConversationDetail)
-async def get_conversation(conversation_id: str, principal: CurrentPrincipal, session: SessionDep) -> ConversationDetail:
+async def get_conversation(
+    conversation_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> ConversationDetail:
     """One conversation with its messages."""
     row = await history.get_conversation(session, principal.user_id, conversation_id)
     messages = await history.get_messages(session, row.id)
@@ -71,7 +73,9 @@ async def update_conversation(
 
 
 @router.delete("/{conversation_id}", response_model=Deleted)
-async def delete_conversation(conversation_id: str, principal: CurrentPrincipal, session: SessionDep) -> Deleted:
+async def delete_conversation(
+    conversation_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> Deleted:
     """Delete a conversation and its messages."""
     await history.delete_conversation(session, principal.user_id, conversation_id)
     return Deleted(id=conversation_id, object="conversation.deleted")

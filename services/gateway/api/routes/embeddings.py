@@ -40,7 +40,9 @@ async def create_embeddings(
 ) -> dict[str, Any]:
     """Embed texts with the retrieval service's embedder (384-d all-MiniLM-L6-v2)."""
     if body.model not in EMBEDDING_MODELS:
-        raise ModelNotFound(f"the embedding model {body.model!r} does not exist; use all-MiniLM-L6-v2", field="model")
+        raise ModelNotFound(
+            f"the embedding model {body.model!r} does not exist; use all-MiniLM-L6-v2", field="model"
+        )
     texts: list[str] = body.input  # type: ignore[assignment]  # the validator made it a list
     await billing.check_rate_limits(limiter, principal)
     request_id = f"emb-{uuid.uuid4().hex}"
@@ -57,7 +59,9 @@ async def create_embeddings(
     )
     outcome = Outcome(status="failed")
     try:
-        reply = await retrieval.unary(retrieval.stub.Embed, retrieval_pb2.EmbedRequest(texts=texts), timeout=120)
+        reply = await retrieval.unary(
+            retrieval.stub.Embed, retrieval_pb2.EmbedRequest(texts=texts), timeout=120
+        )
         outcome = Outcome(prompt_tokens=reply.total_tokens, status="ok")
     finally:
         await billing.settle(session, reservation, outcome)

@@ -32,4 +32,6 @@ async def readyz(session: SessionDep, model: ModelDep, retrieval: RetrievalDep) 
     checks["model"] = await model.serving()
     checks["retrieval"] = await retrieval.serving()
     ready = checks["database"] and checks["model"]
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )
