@@ -21,6 +21,8 @@ from rich.console import Console
 
 from ragway.gateway.app import ADMIN_KEY_FILE, admin_key
 from ragway.gateway.config import GatewaySettings
+from ragway.model.config import ModelSettings
+from ragway.retrieval.config import RetrievalSettings
 
 console = Console(highlight=False)
 COLOURS = {"model": "magenta", "retrieval": "cyan", "gateway": "green"}
@@ -72,6 +74,9 @@ def up(data_dir: Path) -> int:
     settings = GatewaySettings(data_dir=data_dir)
     key = admin_key(settings)  # generated once and kept in the data folder
     env.setdefault("RAGWAY_ADMIN_KEY", key)
+    # The gateway finds the other two wherever their own settings put them.
+    env.setdefault("RAGWAY_MODEL_SERVICE_ADDR", f"127.0.0.1:{ModelSettings().port}")
+    env.setdefault("RAGWAY_RETRIEVAL_SERVICE_ADDR", f"127.0.0.1:{RetrievalSettings().port}")
     stopping = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:

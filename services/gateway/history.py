@@ -6,6 +6,7 @@ so ids leak nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ragway.core.errors import NotFound
-from ragway.gateway.models import Conversation, Message, new_id, now
+from ragway.gateway.models import Conversation, Message, new_id
 
 TITLE_CHARS = 60
 
@@ -60,7 +61,6 @@ async def list_conversations(
 async def rename(session: AsyncSession, user_id: str, conversation_id: str, title: str) -> Conversation:
     row = await get_conversation(session, user_id, conversation_id)
     row.title = title
-    row.updated_at = now()
     await session.commit()
     return row
 
@@ -129,7 +129,7 @@ async def record_exchange(
             request_id=request_id,
         )
     )
-    conversation.updated_at = now()
+    conversation.updated_at = time.time()
     conversation.model = model
 
 

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 MICRO = 1_000_000
@@ -70,8 +70,9 @@ class Conversation(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200), default="")
     model: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
-    updated_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    # Sub-second times: conversations are listed by last activity, and many start in one second.
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    updated_at: Mapped[float] = mapped_column(Float, default=time.time)
 
 
 class Message(Base):

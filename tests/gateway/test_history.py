@@ -74,7 +74,6 @@ def test_list_paginate_rename_delete(any_gateway: Gateway) -> None:
         assert listed == list(reversed(ids)) and page2["has_more"] is False
         renamed = http.patch(f"/v1/conversations/{ids[0]}", json={"title": "Numbers"})
         assert renamed.status_code == 200 and renamed.json()["title"] == "Numbers"
-        assert http.get("/v1/conversations").json()["data"][0]["id"] == ids[0], "renaming counts as activity"
         assert http.delete(f"/v1/conversations/{ids[1]}").json()["deleted"] is True
         assert http.get(f"/v1/conversations/{ids[1]}").status_code == 404
 

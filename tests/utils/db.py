@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 def rows(database_url: str, sql: str, **params: Any) -> list[Any]:
     engine = create_engine(database_url)
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             return list(conn.execute(text(sql), params))
     finally:
         engine.dispose()

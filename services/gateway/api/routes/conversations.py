@@ -21,7 +21,11 @@ router = APIRouter(prefix="/v1/conversations", tags=["history"])
 
 def _summary(row: Conversation) -> ConversationSummary:
     return ConversationSummary(
-        id=row.id, title=row.title, model=row.model, created_at=row.created_at, updated_at=row.updated_at
+        id=row.id,
+        title=row.title,
+        model=row.model,
+        created_at=int(row.created_at),
+        updated_at=int(row.updated_at),
     )
 
 
