@@ -1,0 +1,160 @@
+"""docker-compose.yml, checked statically (no Docker engine here): valid against the Compose
+Specification's JSON schema, builds that point at real Dockerfile stages, no secrets in the file,
+health checks wherever something waits on health, and Prometheus scraping every service."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.deploy.helpers import COMPOSE_FILE, ROOT
+
+SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
+ENV_EXAMPLE = ROOT / ".env.example"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}; $$ is a literal $.
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|ADMIN_KEY|_AUTH$")
+RAGWAY_SERVICES = {"gateway": 8000, "model": 9101, "model-gpu": 9101, "retrieval": 9102}
+
+
+def stages(dockerfile: Path) -> set[str]:
+    return set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile.read_text(), re.MULTILINE | re.IGNORECASE))
+
+
+def test_compose_file_validates_against_the_compose_specification(compose) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    validator = jsonschema.Draft201909Validator(schema)
+    errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_schema_catches_a_broken_compose_file(compose) -> None:
+    """The vendored schema is strict enough to be worth checking against."""
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["gateway"]["healthcheck"]["retires"] = 3  # a typo
+    schema = json.loads(SCHEMA.read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema, cls=jsonschema.Draft201909Validator)
+
+
+def test_every_build_points_to_a_dockerfile_stage_that_exists(compose) -> None:
+    built = {name: s["build"] for name, s in compose["services"].items() if "build" in s}
+    assert set(built) == {"gateway", "model", "model-gpu", "retrieval"}
+    for name, build in built.items():
+        context = (COMPOSE_FILE.parent / build["context"]).resolve()
+        dockerfile = context / build.get("dockerfile", "Dockerfile")
+        assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
+        assert build["target"] in stages(dockerfile), f"{name}: no stage {build['target']} in {dockerfile}"
+
+
+def test_no_secret_is_written_in_the_file(compose) -> None:
+    """Every secret-looking value is a required ${VAR:?...} from .env, never a literal."""
+    for name, service in compose["services"].items():
+        environment = service.get("environment", {})
+        assert isinstance(environment, dict), f"{name}: use the mapping form for environment"
+        for key, value in environment.items():
+            value = str(value)
+            if SECRET_NAME.search(key):
+                match = INTERPOLATION.fullmatch(value)
+                assert match and match.group(2) == ":?", f"{name}.{key} must be ${{VAR:?...}}, got {value!r}"
+            if "://" in value and "@" in value:  # credentials inside a URL
+                userinfo = value.split("://", 1)[1].split("@", 1)[0]
+                if ":" in userinfo:
+                    match = INTERPOLATION.fullmatch(userinfo.split(":", 1)[1])
+                    assert match and match.group(2) == ":?", f"{name}.{key}: literal password in URL"
+
+
+def test_every_variable_the_file_uses_is_documented_in_env_example(compose) -> None:
+    text = json.dumps(compose)  # the parsed file: comments are not configuration
+    used = {m.group(1) for m in INTERPOLATION.finditer(text)}
+    documented = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    assert used - documented == set(), "add these to .env.example"
+    required = {m.group(1) for m in INTERPOLATION.finditer(text) if m.group(2) == ":?"}
+    assert {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "QDRANT_API_KEY", "RAGWAY_ADMIN_KEY"} <= required
+
+
+def test_env_example_holds_no_secret_values() -> None:
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            if SECRET_NAME.search(key):
+                assert value == "", f"{key} must be empty in .env.example"
+
+
+def test_every_service_has_a_health_check_and_waits_only_on_healthy_ones(compose) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        assert "healthcheck" in service, f"{name} has no health check"
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if condition["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency]
+            # A profile-only service cannot be a dependency of one that always runs.
+            if not service.get("profiles"):
+                assert not services[dependency].get("profiles"), f"{name} -> {dependency}"
+
+
+def test_state_lives_in_named_volumes(compose) -> None:
+    declared = set(compose["volumes"])
+    stateful = {
+        "postgres": "/var/lib/postgresql/data",
+        "qdrant": "/qdrant/storage",
+        "redis": "/data",
+        "retrieval": "/data",
+        "milvus": "/var/lib/milvus",
+        "grafana": "/var/lib/grafana",
+        "prometheus": "/prometheus",
+    }
+    for name, target in stateful.items():
+        mounts = dict(v.split(":")[1::-1] for v in compose["services"][name]["volumes"])
+        assert mounts.get(target) in declared, f"{name}: {target} is not on a named volume"
+
+
+def test_model_runs_on_cpu_by_default_and_on_gpus_in_the_gpu_profile(compose) -> None:
+    services = compose["services"]
+    assert "profiles" not in services["model"]
+    assert services["model"]["build"]["target"] == "model-cpu"
+    gpu = services["model-gpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["build"]["target"] == "model-gpu"
+    [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    for name in ("milvus", "etcd", "minio"):
+        assert services[name]["profiles"] == ["milvus"]
+    default = {n for n, s in services.items() if not s.get("profiles")}
+    expected = {"gateway", "model", "retrieval", "postgres", "qdrant", "redis", "prometheus", "grafana"}
+    assert default == expected
+
+
+def test_gateway_is_wired_to_services_that_exist(compose) -> None:
+    services = compose["services"]
+    env = services["gateway"]["environment"]
+    model_default = INTERPOLATION.fullmatch(env["RAGWAY_MODEL_SERVICE_ADDR"]).group(3)
+    for address in (model_default, env["RAGWAY_RETRIEVAL_SERVICE_ADDR"]):
+        host, port = address.rsplit(":", 1)
+        assert host in services
+        assert services[host]["environment"][f"RAGWAY_{host.upper()}_PORT"] == port
+    assert "@postgres:5432/" in env["RAGWAY_DATABASE_URL"] and "@redis:6379/" in env["RAGWAY_REDIS_URL"]
+    retrieval = services["retrieval"]["environment"]
+    assert retrieval["RAGWAY_RETRIEVAL_QDRANT_URL"] == "http://qdrant:6333"
+    assert retrieval["RAGWAY_RETRIEVAL_MILVUS_URI"] == "http://milvus:19530"
+
+
+def test_prometheus_scrapes_every_ragway_service_on_its_metrics_port(compose) -> None:
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    for service, port in RAGWAY_SERVICES.items():
+        assert f"{service}:{port}" in targets
+        assert service in compose["services"]
+    mounts = compose["services"]["prometheus"]["volumes"]
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
