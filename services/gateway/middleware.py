@@ -18,10 +18,6 @@ from ragway.gateway import metrics
 from ragway.gateway.errors import error_body
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _route_label(scope: Scope) -> str:
     route = scope.get("route")
     return getattr(route, "path", "unmatched")
@@ -48,8 +44,12 @@ class GatewayMiddleware:
         started = time.perf_counter()
         status = 500
 
+        refused = False
+
         async def send_wrapper(message: Message) -> None:
             nonlocal status
+            if refused:
+                return  # the 413 is out; whatever the app answers after it is dropped
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
@@ -64,18 +64,27 @@ class GatewayMiddleware:
         received = 0
 
         async def receive_limited() -> Message:
-            nonlocal received
+            # Answer 413 the moment the body passes the limit, then tell the app the client left.
+            # (Raising here instead would not work: the body parser turns any exception of
+            # a receive into a 400 "error parsing the body".)
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge
+                    await self._refuse(send_wrapper, limit)
+                    refused = True
+                    return {"type": "http.disconnect"}
             return message
 
         try:
             await self.app(scope, receive_limited, send_wrapper)
-        except _TooLarge:
-            await self._refuse(send_wrapper, limit)
+        except Exception:
+            if not refused:
+                raise
+            # The app failed on the body it never got whole; the client already has its 413.
         finally:
             self._observe(scope, status, started)
 

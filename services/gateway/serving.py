@@ -13,13 +13,13 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ragway.core.errors import InvalidArgument, RagwayError
+from ragway.core.errors import InvalidArgument, RagwayError, Unavailable
 from ragway.gateway import billing, history, metrics
 from ragway.gateway.auth import Principal
 from ragway.gateway.billing import Outcome, Reservation
@@ -322,11 +322,21 @@ class GenerationService:
             await self._finish_detached(gen, progress)
         return self._body(gen, progress)
 
-    async def stream(self, gen: Generation) -> AsyncIterator[str]:
-        """Server-sent events exactly as OpenAI sends them, ending with [DONE]."""
+    async def stream(self, gen: Generation) -> AsyncGenerator[str, None]:
+        """Server-sent events exactly as OpenAI sends them, ending with [DONE].
+
+        The model call starts before the first event is yielded: the model service answers
+        admission with its first message, so a refusal (at capacity, shutting down, down) raises
+        out of the first `anext` — before the HTTP response has started — and the client gets
+        its status and Retry-After at once instead of an error event inside a 200 stream.
+        """
         progress = Progress([Choice() for _ in range(gen.n)])
+        messages = self.model.generate(gen.request, self.settings.model_timeout_seconds)
         metrics.ACTIVE_STREAMS.inc()
+        admitted = False
         try:
+            progress.add(await anext(messages))
+            admitted = True
             if gen.kind == "chat.completion":
                 for index in range(gen.n):
                     yield sse(
@@ -342,7 +352,7 @@ class GenerationService:
                             ],
                         )
                     )
-            async for message in self.model.generate(gen.request, self.settings.model_timeout_seconds):
+            async for message in messages:
                 progress.add(message)
                 choices = [
                     self._delta(gen, d) for d in message.choices if d.text or d.finish_reason or d.token_ids
@@ -354,12 +364,19 @@ class GenerationService:
             if gen.include_usage:
                 yield sse(self._chunk(gen, [], usage=progress.usage()))
             yield sse("[DONE]")
+        except StopAsyncIteration:
+            # The model service closed the call without a word: as unavailable as a refusal.
+            progress.status = "failed"
+            raise Unavailable("the model service ended the call without answering") from None
         except RagwayError as exc:
             progress.status, progress.error = "failed", exc
+            if not admitted:
+                raise
             _, body = error_payload(exc)
             yield sse(body)
         finally:
             metrics.ACTIVE_STREAMS.dec()
+            await messages.aclose()  # cancels the gRPC call (the engine aborts) if it still runs
             await self._finish_detached(gen, progress)
 
     def _delta(self, gen: Generation, delta: model_pb2.ChoiceDelta) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter
@@ -17,11 +18,24 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+async def _then(first: str, rest: AsyncGenerator[str, None]) -> AsyncIterator[str]:
+    try:
+        yield first
+        async for event in rest:
+            yield event
+    finally:
+        await rest.aclose()
+
+
 async def _respond(service: GenerationService, gen: Generation) -> Any:
     headers = {"X-Conversation-Id": gen.conversation_id} if gen.conversation_id else {}
     if gen.stream:
+        events = service.stream(gen)
+        # The first event comes once the model service admitted the request; a refusal raises
+        # here, before the response starts, and becomes a 503/429 with Retry-After.
+        first = await anext(events)
         return StreamingResponse(
-            service.stream(gen), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+            _then(first, events), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )
     return JSONResponse(await service.complete(gen), headers=headers)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request
 from google.protobuf import json_format
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from ragway.core.errors import InvalidArgument
 from ragway.gateway import collections, documents, rag_service
