@@ -47,8 +47,12 @@ test: install lint
 test-load: install
 	$(BIN)/pytest -m load -s
 
+# Each prints its figures as ratios against a baseline measured in the same run.
 bench: install
 	$(BIN)/python bench/model_bench.py
+	$(BIN)/python bench/retrieval_bench.py
+	$(BIN)/python bench/gateway_bench.py
+	$(BIN)/python bench/rag_bench.py
 
 clean:
 	rm -rf $(VENV) services/v1 .pytest_cache .mypy_cache .ruff_cache
