@@ -1,0 +1,1 @@
+"""ragway package."""
