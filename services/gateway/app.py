@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ragway import __version__
 from ragway.core.errors import RagwayError
 from ragway.core.tracing import TracingMiddleware, grpc_client_interceptors
-from ragway.gateway import db
+from ragway.gateway import db, metrics
 from ragway.gateway.api.routes import (
     account,
     admin,
@@ -34,7 +34,7 @@ from ragway.gateway.api.routes import (
 from ragway.gateway.auth import KEY_PREFIX, ensure_admin_key
 from ragway.gateway.clients import ModelClient, RetrievalClient
 from ragway.gateway.config import GatewaySettings
-from ragway.gateway.errors import error_body, error_response
+from ragway.gateway.errors import error_body, error_response, http_error
 from ragway.gateway.limiter import create_limiter
 from ragway.gateway.middleware import GatewayMiddleware
 from ragway.gateway.serving import GenerationService
@@ -89,6 +89,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.dispose()
 
 
+def _domain_error(request: Request, exc: RagwayError) -> JSONResponse:
+    response = error_response(exc)
+    if response.status_code in (429, 503):
+        metrics.REJECTIONS.labels(http_error(exc).code or "unavailable").inc()
+    return response
+
+
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
@@ -108,7 +115,7 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
         error_body("internal error; see the gateway log", "server_error", "internal_error"), status_code=500
     )
@@ -122,7 +129,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.add_exception_handler(RagwayError, lambda request, exc: error_response(exc))  # type: ignore[arg-type]
+    app.add_exception_handler(RagwayError, _domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
@@ -130,7 +137,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(

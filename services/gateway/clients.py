@@ -20,7 +20,15 @@ from ragway.gateway.errors import Overloaded, UpstreamError
 from ragway.v1 import model_pb2, model_pb2_grpc, retrieval_pb2_grpc
 
 # Client-side round robin over every address the name resolves to (a headless Service in k8s).
-CHANNEL_OPTIONS = [*GRPC_OPTIONS, ("grpc.lb_policy_name", "round_robin"), ("grpc.enable_retries", 1)]
+# Reconnect backoff capped at 5 s (gRPC's default grows to 120 s): a restarted service is seen
+# again — and /readyz turns ready — seconds after it serves, however long it was down.
+CHANNEL_OPTIONS = [
+    *GRPC_OPTIONS,
+    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.enable_retries", 1),
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
 
 
 def translate(error: grpc.aio.AioRpcError, service: str) -> core.RagwayError:

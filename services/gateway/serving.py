@@ -459,7 +459,9 @@ class GenerationService:
     async def _finish(self, gen: Generation, progress: Progress) -> None:
         first = progress.choices[0]
         outcome = Outcome(
-            prompt_tokens=progress.prompt_tokens or gen.prompt_tokens,
+            # Counted from the model service's first message, sent on admission: a request it
+            # refused (or never reached) processed no prompt and costs nothing.
+            prompt_tokens=progress.prompt_tokens,
             completion_tokens=progress.completion_tokens,
             cached_tokens=progress.cached_tokens,
             status=progress.status,

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+
 from ragway.core.tracing import TracingMiddleware, grpc_client_interceptors, grpc_server_interceptor
 
 CHECK = "grpc.health.v1.Health/Check"

@@ -15,6 +15,7 @@ from tests.utils.factories import Account, make_account
 
 DATABASE = "ragway_replicas"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+HI = [{"role": "user", "content": "hi"}]
 
 
 def fresh_database() -> str:
@@ -57,12 +58,12 @@ def test_one_rpm_limit_across_two_gateways(replicas: list[Gateway]) -> None:
     account = make_account(first.url, first.admin_key, rpm_limit=4)
     clients = [on(first, account), on(second, account)]
     for index in range(4):
-        clients[index % 2].chat.completions.create(
-            model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=1
-        )
+        clients[index % 2].chat.completions.create(model=MODEL_NAME, messages=HI, max_tokens=1)
     for client in clients:
         with pytest.raises(openai.RateLimitError):
-            client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+            client.chat.completions.create(
+                model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=1
+            )
 
 
 async def test_one_balance_across_two_gateways(replicas: list[Gateway]) -> None:
@@ -70,7 +71,8 @@ async def test_one_balance_across_two_gateways(replicas: list[Gateway]) -> None:
     # Enough for about 5 worst-case requests (40 prompt tokens at 0.5, 20 completion at 1.5 per 1M).
     account = make_account(first.url, first.admin_key, credits=5 * (40 * 0.5 + 20 * 1.5) / 1e6)
     clients = [
-        openai.AsyncOpenAI(base_url=f"{g.url}/v1", api_key=account.key, max_retries=0) for g in (first, second)
+        openai.AsyncOpenAI(base_url=f"{g.url}/v1", api_key=account.key, max_retries=0)
+        for g in (first, second)
     ]
 
     async def one(index: int) -> bool:

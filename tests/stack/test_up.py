@@ -57,7 +57,9 @@ def stop(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "stack"
-    ports = {name: free_port() for name in ("gateway", "model", "model_metrics", "retrieval", "retrieval_metrics")}
+    ports = {
+        name: free_port() for name in ("gateway", "model", "model_metrics", "retrieval", "retrieval_metrics")
+    }
     url = f"http://127.0.0.1:{ports['gateway']}"
     first = start_stack(data_dir, ports, "stack-first.log")
     try:
@@ -66,7 +68,9 @@ def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
         assert admin_key in (LOG_DIR / "stack-first.log").read_text(), "the admin key is printed"
         account = make_account(url, admin_key)
         reply = account.openai().chat.completions.create(
-            model=MODEL_NAME, messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0
+            model=MODEL_NAME,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            temperature=0,
         )
         assert "Paris" in reply.choices[0].message.content
         with account.http() as http:
@@ -85,7 +89,9 @@ def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
             assert http.get("/v1/me").status_code == 200, "users and keys survive a restart"
             conversations = http.get("/v1/conversations").json()["data"]
             assert [c["id"] for c in conversations] == [reply.model_extra["conversation_id"]]  # type: ignore[index]
-            hits = http.post("/v1/collections/kept/search", json={"query": "what colour is the vault door"}).json()
+            hits = http.post(
+                "/v1/collections/kept/search", json={"query": "what colour is the vault door"}
+            ).json()
             assert hits["data"][0]["document_id"] == "d1"
     finally:
         stop(second)

@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from ragway.gateway import billing
 from ragway.gateway.api.deps import CurrentPrincipal, SessionDep
+from ragway.gateway.api.routing import StrictJsonRoute
 from ragway.gateway.models import User
 from ragway.gateway.protocol import Me, UsageDayOut, UsageOut
 
-router = APIRouter(prefix="/v1", tags=["account"])
+router = APIRouter(prefix="/v1", tags=["account"], route_class=StrictJsonRoute)
 
 
 async def _balance(session: SessionDep, user_id: str) -> float:

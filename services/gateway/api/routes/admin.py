@@ -6,6 +6,7 @@ from fastapi import APIRouter, Header
 
 from ragway.gateway import accounts, billing
 from ragway.gateway.api.deps import AdminPrincipal, SessionDep
+from ragway.gateway.api.routing import StrictJsonRoute
 from ragway.gateway.auth import display
 from ragway.gateway.models import ApiKey, User
 from ragway.gateway.protocol import (
@@ -21,7 +22,7 @@ from ragway.gateway.protocol import (
     UserOut,
 )
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=StrictJsonRoute)
 
 
 def _user(row: User) -> UserOut:

@@ -9,11 +9,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ragway.gateway.api.deps import CurrentPrincipal, GenerationDep, RetrievalDep, SessionDep
+from ragway.gateway.api.routing import StrictJsonRoute
 from ragway.gateway.protocol import ChatCompletionRequest, CompletionRequest
 from ragway.gateway.rag_service import retrieve_sources
 from ragway.gateway.serving import Generation, GenerationService
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=StrictJsonRoute)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

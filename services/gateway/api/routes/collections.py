@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from ragway.core.errors import InvalidArgument
 from ragway.gateway import collections, documents, rag_service
 from ragway.gateway.api.deps import CurrentPrincipal, RetrievalDep, SessionDep, SettingsDep
+from ragway.gateway.api.routing import StrictJsonRoute
 from ragway.gateway.errors import PayloadTooLarge, UnsupportedMediaType
 from ragway.gateway.models import Collection
 from ragway.gateway.protocol import (
@@ -34,7 +35,7 @@ from ragway.gateway.protocol import (
 from ragway.gateway.rag import Sources
 from ragway.v1 import retrieval_pb2
 
-router = APIRouter(prefix="/v1/collections", tags=["rag"])
+router = APIRouter(prefix="/v1/collections", tags=["rag"], route_class=StrictJsonRoute)
 
 
 async def _out(retrieval: RetrievalDep, row: Collection, user_id: str) -> CollectionOut:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from ragway.gateway import history
 from ragway.gateway.api.deps import CurrentPrincipal, SessionDep
+from ragway.gateway.api.routing import StrictJsonRoute
 from ragway.gateway.models import Conversation
 from ragway.gateway.protocol import (
     ConversationDetail,
@@ -16,7 +17,7 @@ from ragway.gateway.protocol import (
     Deleted,
 )
 
-router = APIRouter(prefix="/v1/conversations", tags=["history"])
+router = APIRouter(prefix="/v1/conversations", tags=["history"], route_class=StrictJsonRoute)
 
 
 def _summary(row: Conversation) -> ConversationSummary:

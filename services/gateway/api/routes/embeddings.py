@@ -11,12 +11,13 @@ from fastapi import APIRouter
 
 from ragway.gateway import billing
 from ragway.gateway.api.deps import CurrentPrincipal, LimiterDep, RetrievalDep, SessionDep, SettingsDep
+from ragway.gateway.api.routing import StrictJsonRoute
 from ragway.gateway.billing import Outcome
 from ragway.gateway.errors import ModelNotFound
 from ragway.gateway.protocol import EmbeddingRequest
 from ragway.v1 import retrieval_pb2
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=StrictJsonRoute)
 
 # The embedder reads at most this many tokens of one text (all-MiniLM-L6-v2: 256 + 2 special).
 MAX_TOKENS_PER_TEXT = 258

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ragway.gateway.api.deps import CurrentPrincipal, ModelDep
+from ragway.gateway.api.routing import StrictJsonRoute
 from ragway.gateway.errors import ModelNotFound
 from ragway.gateway.protocol import ModelCard, ModelList
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=StrictJsonRoute)
 
 
 async def _card(model: ModelDep) -> ModelCard:
