@@ -37,6 +37,7 @@ from ragway.gateway.config import GatewaySettings
 from ragway.gateway.errors import error_body, error_response, http_error
 from ragway.gateway.limiter import create_limiter
 from ragway.gateway.middleware import GatewayMiddleware
+from ragway.gateway.models import MICRO
 from ragway.gateway.serving import GenerationService
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = db.create_engine(url)
     app.state.sessions = db.session_factory(engine)
     async with app.state.sessions() as session:
-        await ensure_admin_key(session, admin_key(settings))
+        await ensure_admin_key(session, admin_key(settings), round(settings.admin_credits * MICRO))
     app.state.model = ModelClient(
         settings.model_service_addr, settings.rpc_timeout_seconds, grpc_client_interceptors()
     )

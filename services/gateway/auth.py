@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from ragway.gateway.errors import Unauthenticated
-from ragway.gateway.models import ApiKey, User, now
+from ragway.gateway.models import ApiKey, LedgerEntry, User, now
 
 KEY_PREFIX = "rgw_"
 _LOOKUP_CHARS = 8
@@ -84,8 +84,12 @@ async def authenticate(session: AsyncSession, key: str) -> Principal:
     return Principal(row.user_id, row.user.name, row.user.role, row.id, row.rpm_limit, row.tpm_limit)
 
 
-async def ensure_admin_key(session: AsyncSession, key: str) -> None:
-    """Make `key` a working admin key (RAGWAY_ADMIN_KEY or the generated one); idempotent."""
+async def ensure_admin_key(session: AsyncSession, key: str, initial_credits: int) -> None:
+    """Make `key` a working admin key (RAGWAY_ADMIN_KEY or the generated one); idempotent.
+
+    A new admin user starts with `initial_credits` (micro-credits, booked as a top-up), so the
+    first person to open a fresh stack can chat with the admin key right away.
+    """
     if _lookup(key) is None:
         raise ValueError(
             f"RAGWAY_ADMIN_KEY must start with {KEY_PREFIX} and hold at least 16 random characters"
@@ -97,8 +101,14 @@ async def ensure_admin_key(session: AsyncSession, key: str) -> None:
         return
     admin = (await session.execute(select(User).where(User.name == "admin"))).scalar_one_or_none()
     if admin is None:
-        admin = User(name="admin", role="admin", credits=0)
+        admin = User(name="admin", role="admin", credits=initial_credits)
         session.add(admin)
         await session.flush()
+        if initial_credits:
+            session.add(
+                LedgerEntry(
+                    user_id=admin.id, amount=initial_credits, kind="topup", balance_after=initial_credits
+                )
+            )
     session.add(new_key_row(admin.id, key, name="bootstrap admin key"))
     await session.commit()

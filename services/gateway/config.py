@@ -26,6 +26,7 @@ class GatewaySettings(BaseSettings):
     database_url: SecretStr | None = Field(None, description="SQLAlchemy URL; default sqlite in data_dir.")
     redis_url: SecretStr | None = Field(None, description="Share rate limits across gateway replicas.")
     admin_key: SecretStr | None = Field(None, description="Bootstrap admin API key (created on start).")
+    admin_credits: float = Field(1000.0, description="Credits the bootstrap admin user starts with.")
     model_service_addr: str = "127.0.0.1:50051"
     retrieval_service_addr: str = "127.0.0.1:50052"
     model_timeout_seconds: float = Field(300.0, description="Deadline of one generation call.")
