@@ -333,7 +333,7 @@ class GenerationService:
         progress = Progress([Choice() for _ in range(gen.n)])
         messages = self.model.generate(gen.request, self.settings.model_timeout_seconds)
         metrics.ACTIVE_STREAMS.inc()
-        admitted = False
+        admitted = settled = False
         try:
             progress.add(await anext(messages))
             admitted = True
@@ -359,6 +359,9 @@ class GenerationService:
                 ]
                 if choices:
                     yield sse(self._chunk(gen, choices))
+            # Recorded before [DONE]: a client that reads its history on [DONE] finds this exchange.
+            await self._finish_detached(gen, progress)
+            settled = True
             if gen.sources is not None:
                 yield sse(self._chunk(gen, [], citations=gen.sources.citations()))
             if gen.include_usage:
@@ -372,12 +375,15 @@ class GenerationService:
             progress.status, progress.error = "failed", exc
             if not admitted:
                 raise
+            await self._finish_detached(gen, progress)
+            settled = True
             _, body = error_payload(exc)
             yield sse(body)
         finally:
             metrics.ACTIVE_STREAMS.dec()
             await messages.aclose()  # cancels the gRPC call (the engine aborts) if it still runs
-            await self._finish_detached(gen, progress)
+            if not settled:  # the client went away, or the call was refused before the response
+                await self._finish_detached(gen, progress)
 
     def _delta(self, gen: Generation, delta: model_pb2.ChoiceDelta) -> dict[str, Any]:
         finish = FINISH.get(delta.finish_reason) if delta.finish_reason else None
