@@ -65,7 +65,11 @@ def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     try:
         wait_ready(first, url)
         admin_key = (data_dir / "admin.key").read_text().strip()
-        assert admin_key in (LOG_DIR / "stack-first.log").read_text(), "the admin key is printed"
+        # `ragway up` announces the URL and the key once it has seen the stack ready itself.
+        deadline = time.monotonic() + 30
+        while admin_key not in (LOG_DIR / "stack-first.log").read_text():
+            assert time.monotonic() < deadline, "the admin key is printed"
+            time.sleep(0.5)
         account = make_account(url, admin_key)
         reply = account.openai().chat.completions.create(
             model=MODEL_NAME,
