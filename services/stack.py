@@ -7,6 +7,7 @@ gateway is ready. Ctrl-C or SIGTERM stops the gateway first (it drains streams),
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,6 +56,11 @@ def _start(name: str, env: dict[str, str]) -> Child:
     return child
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
 def _stop(children: list[Child], timeout: float = 40.0) -> None:
     for child in reversed(children):  # gateway first: it finishes streams while the model still runs
         if child.process.poll() is None:
@@ -64,6 +70,12 @@ def _stop(children: list[Child], timeout: float = 40.0) -> None:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+        # Each child leads its own process group; vLLM's engine-core and worker processes are in
+        # it, and must not outlive the service that spawned them.
+        _signal_group(child.process.pid, signal.SIGTERM)
+    time.sleep(2)
+    for child in children:
+        _signal_group(child.process.pid, signal.SIGKILL)
 
 
 def up(data_dir: Path) -> int:
