@@ -6,7 +6,9 @@ health status themselves (the model service stays NOT_SERVING until its engine i
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -116,6 +118,15 @@ def create_server(
     if bound == 0:
         raise OSError(f"cannot bind gRPC server to {host}:{port}")
     return server, bound, health_servicer
+
+
+def shutdown_event() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT: how orchestrators and Ctrl-C ask a server to drain."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def set_serving(

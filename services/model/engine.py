@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,22 +47,26 @@ class Engine:
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         self._llm: Any = None
+        # The build runs in a thread that cancellation cannot stop; a shutdown that comes first
+        # leaves this flag, and the build shuts its engine down instead of leaking its processes.
+        self._lock = threading.Lock()
+        self._closing = False
         self._tokenizer: Any = None
         self.info: EngineInfo | None = None
 
     @property
     def ready(self) -> bool:
-        return self._llm is not None
+        return self._llm is not None and self.info is not None
 
     async def start(self) -> None:
         """Resolve the weights and build the engine without blocking the event loop."""
         source = await asyncio.to_thread(resolve_model, self.settings)
         device = await asyncio.to_thread(_device)
-        self._llm = await asyncio.to_thread(self._build, source, device)
-        self._tokenizer = self._llm.get_tokenizer()
+        llm = await asyncio.to_thread(self._build, source, device)
+        self._tokenizer = llm.get_tokenizer()
         from vllm import __version__ as vllm_version
 
-        model_config = self._llm.model_config
+        model_config = llm.model_config
         self.info = EngineInfo(
             name=served_model_name(self.settings),
             source=source,
@@ -97,15 +102,23 @@ class Engine:
             enable_prefix_caching=self.settings.enable_prefix_caching,
             disable_log_stats=False,
         )
-        return AsyncLLM.from_engine_args(args)
+        llm = AsyncLLM.from_engine_args(args)
+        with self._lock:
+            if not self._closing:
+                self._llm = llm
+                return llm
+        llm.shutdown()
+        raise Unavailable("the service shut down while the engine was starting")
 
     def shutdown(self) -> None:
-        if self._llm is not None:
-            self._llm.shutdown()
-            self._llm = None
+        with self._lock:
+            self._closing = True
+            llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.shutdown()
 
     def _require(self) -> Any:
-        if self._llm is None:
+        if not self.ready:
             raise Unavailable("the engine is still starting")
         return self._llm
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health
 from prometheus_client import start_http_server
 
-from ragway.core.grpc_server import create_server, set_serving
+from ragway.core.grpc_server import create_server, set_serving, shutdown_event
 from ragway.core.logging import configure_logging
 from ragway.model import metrics
 from ragway.model.admission import Admission
@@ -84,10 +83,7 @@ async def serve(settings: ModelSettings) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.host)
     running = await start_server(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = shutdown_event()
     done, _ = await asyncio.wait(
         [asyncio.create_task(stop.wait()), running.engine_ready], return_when=asyncio.FIRST_COMPLETED
     )

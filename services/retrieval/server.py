@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health
 from prometheus_client import start_http_server
 
-from ragway.core.grpc_server import create_server, set_serving
+from ragway.core.grpc_server import create_server, set_serving, shutdown_event
 from ragway.core.logging import configure_logging
 from ragway.retrieval.config import RetrievalSettings, get_settings
 from ragway.retrieval.embedder import Embedder
@@ -80,10 +79,7 @@ async def serve(settings: RetrievalSettings) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.host)
     running = await start_server(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = shutdown_event()
     await stop.wait()
     log.info("shutting down: finishing calls for up to %.0f s", settings.drain_seconds)
     await running.stop(settings.drain_seconds)
