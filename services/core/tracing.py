@@ -113,6 +113,20 @@ class _ClientInterceptor:
             metadata[key] = value
         return span, details._replace(metadata=metadata)
 
+    async def _call(
+        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> tuple[trace.Span, Any]:
+        """Open the span and start the call with the trace context; a call that fails to start
+        ends its span at once."""
+        span, traced = self._start(details)
+        try:
+            return span, await continuation(traced, request)
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            span.end()
+            raise
+
 
 async def _finish_client_span(call: grpc.aio.Call, span: trace.Span) -> None:
     try:
@@ -132,14 +146,7 @@ class _UnaryUnaryClientInterceptor(_ClientInterceptor, grpc.aio.UnaryUnaryClient
         client_call_details: grpc.aio.ClientCallDetails,
         request: Any,
     ) -> grpc.aio.UnaryUnaryCall:
-        span, details = self._start(client_call_details)
-        try:
-            call = await continuation(details, request)
-        except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, str(exc)))
-            span.end()
-            raise
+        span, call = await self._call(continuation, client_call_details, request)
         # Waits for the status without raising; the caller still sees the error when it awaits.
         try:
             await _finish_client_span(call, span)
@@ -157,14 +164,7 @@ class _UnaryStreamClientInterceptor(_ClientInterceptor, grpc.aio.UnaryStreamClie
         client_call_details: grpc.aio.ClientCallDetails,
         request: Any,
     ) -> grpc.aio.UnaryStreamCall:
-        span, details = self._start(client_call_details)
-        try:
-            call = await continuation(details, request)
-        except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, str(exc)))
-            span.end()
-            raise
+        span, call = await self._call(continuation, client_call_details, request)
         # The call itself goes back to the caller (so `call.cancel()` still aborts the stream);
         # the span ends when the stream does, however it ends.
         loop_tasks: set[Any] = set()
