@@ -313,6 +313,9 @@ class RequestTiming:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     error: str | None = None
+    # Seconds the engine itself took from taking the request to its first output, where the
+    # bench can see inside (the paired model target): TTFT minus this is what the path adds.
+    engine_ttft: float | None = None
 
     def token(self, now: float, count: int = 1) -> None:
         if count <= 0:
@@ -354,6 +357,13 @@ class RunSummary:
     mean_prompt_tokens: float
     errors: int
     load1: float  # the machine's 1-minute load average at the end: other work skews figures
+    # Set on a run paired request by request with a baseline run (alternating, one machine):
+    # the median of the per-pair TTFT differences this - baseline. Far steadier than a
+    # difference of two p50s when TTFT varies by more than the overhead being measured.
+    paired_ttft_delta_p50_ms: float = float("nan")
+    # p50 of TTFT minus the engine's own time to first output (RequestTiming.engine_ttft): the
+    # path's cost with the prefill's request-to-request variation taken out.
+    ttft_outside_engine_p50_ms: float = float("nan")
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -377,7 +387,50 @@ def summarize(target: str, concurrency: int, timings: list[RequestTiming], wall:
         mean_prompt_tokens=float(np.mean([t.prompt_tokens for t in done])) if done else float("nan"),
         errors=len(timings) - len(done),
         load1=os.getloadavg()[0],
+        ttft_outside_engine_p50_ms=pct(
+            [(t.ttft - t.engine_ttft) * 1000 for t in done if t.engine_ttft is not None], 50
+        ),
     )
+
+
+async def attempt(one: Callable[[int], Awaitable[RequestTiming]], index: int) -> RequestTiming:
+    """Request `index`; a failure is recorded with its error (summaries count it), not raised."""
+    started = time.perf_counter()
+    try:
+        return await one(index)
+    except Exception as exc:
+        timing = RequestTiming(started, error=f"{type(exc).__name__}: {exc}"[:500])
+        console.print(f"  [red]request failed:[/red] {timing.error}")
+        return timing
+
+
+async def alternating(
+    senders: dict[str, Callable[[int], Awaitable[RequestTiming]]], pairs: int
+) -> dict[str, list[RequestTiming]]:
+    """Two senders, one request each per pair at concurrency 1, which goes first alternating;
+    sender(k) sends the k-th distinct request (k < 2 * pairs). Timings per sender, in pair order."""
+    names = list(senders)
+    assert len(names) == 2, "alternating() pairs exactly two senders"
+    timings: dict[str, list[RequestTiming]] = {name: [] for name in names}
+    for i in range(pairs):
+        order = names if i % 2 == 0 else names[::-1]
+        for j, name in enumerate(order):
+            timings[name].append(await attempt(senders[name], 2 * i + j))
+    return timings
+
+
+def summarize_pairs(baseline: str, other: str, timings: dict[str, list[RequestTiming]]) -> list[RunSummary]:
+    """Summaries of an `alternating` run; `other`'s carries its paired TTFT delta to `baseline`."""
+    walls = {name: sum((t.last or t.start) - t.start for t in runs) for name, runs in timings.items()}
+    first = summarize(baseline, 1, timings[baseline], walls[baseline])
+    second = summarize(other, 1, timings[other], walls[other])
+    deltas = [
+        (b.ttft - a.ttft) * 1000
+        for a, b in zip(timings[baseline], timings[other], strict=True)
+        if a.first is not None and b.first is not None and a.error is None and b.error is None
+    ]
+    second.paired_ttft_delta_p50_ms = pct(deltas, 50)
+    return [first, second]
 
 
 async def closed_loop(
@@ -392,12 +445,7 @@ async def closed_loop(
 
     async def worker() -> None:
         while queue:
-            started = time.perf_counter()
-            try:
-                results.append(await one(queue.pop()))
-            except Exception as exc:  # reported in the table, not fatal to the run
-                results.append(RequestTiming(started, error=f"{type(exc).__name__}: {exc}"[:500]))
-                console.print(f"  [red]request failed:[/red] {results[-1].error}")
+            results.append(await attempt(one, queue.pop()))
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(concurrency, n_requests))))

@@ -14,7 +14,10 @@ so the prefix cache never serves one path the other's prompt; greedy, max_tokens
 OpenAI API has no ignore_eos, so answers may end early: throughput is output tokens per second,
 which normalises for length, and the mean completion length is printed. Concurrency 1 and 32.
 Ratios: gateway/direct throughput at concurrency 32 (target >= 0.95) and the TTFT p50 overhead
-gateway - direct at concurrency 1 (target <= 15 ms).
+gateway - direct at concurrency 1 (target <= 15 ms). The TTFT overhead comes from a probe of 32
+pairs of one-token requests at concurrency 1, direct and gateway alternating, as the median of
+the per-pair differences: a ~400 ms prefill on a shared machine varies by more than 15 ms between
+runs a minute apart, so only paired samples resolve the gateway's own few milliseconds.
 
 Part 2, a non-generating endpoint. GET /v1/conversations/{id} with a bearer key on one gateway
 worker (one uvicorn process), once on SQLite and once on PostgreSQL (a database of its own):
@@ -46,6 +49,7 @@ from common import (
     RequestTiming,
     RunSummary,
     add_engine_options,
+    alternating,
     apply_engine_options,
     closed_loop,
     console,
@@ -60,6 +64,7 @@ from common import (
     start_gateway,
     start_model_service,
     summarize,
+    summarize_pairs,
     summary_table,
     verdict,
 )
@@ -68,6 +73,7 @@ from ragway.core.grpc_server import GRPC_OPTIONS
 from ragway.v1 import model_pb2, model_pb2_grpc
 
 PG_DATABASE = "ragway_bench_gateway"
+PROBE = "ttft-probe"
 TOPICS = (
     "a lighthouse keeper who finds a map",
     "a robot learning to paint",
@@ -129,16 +135,15 @@ class Direct:
 
     name = "direct gRPC"
 
-    def __init__(self, address: str, max_tokens: int) -> None:
+    def __init__(self, address: str) -> None:
         self.channel = grpc.aio.insecure_channel(address, options=GRPC_OPTIONS)
         self.stub = model_pb2_grpc.ModelServiceStub(self.channel)
-        self.max_tokens = max_tokens
 
-    async def send(self, message: str, prompt_tokens: int) -> RequestTiming:
+    async def send(self, message: str, prompt_tokens: int, max_tokens: int) -> RequestTiming:
         timing = RequestTiming(time.perf_counter(), prompt_tokens=prompt_tokens)
         request = model_pb2.GenerateRequest(
             chat=model_pb2.ChatInput(messages=[model_pb2.ChatMessage(role="user", content=message)]),
-            sampling=model_pb2.SamplingParams(max_tokens=self.max_tokens, n=1, temperature=0.0),
+            sampling=model_pb2.SamplingParams(max_tokens=max_tokens, n=1, temperature=0.0),
         )
         async for reply in self.stub.Generate(request, timeout=600):
             timing.token(time.perf_counter(), sum(len(c.token_ids) for c in reply.choices))
@@ -153,17 +158,16 @@ class ViaGateway:
 
     name = "gateway"
 
-    def __init__(self, url: str, key: str, max_tokens: int) -> None:
+    def __init__(self, url: str, key: str) -> None:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         headers = {"Authorization": f"Bearer {key}"}
         self.http = httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits)
-        self.max_tokens = max_tokens
 
-    async def send(self, message: str, prompt_tokens: int) -> RequestTiming:
+    async def send(self, message: str, prompt_tokens: int, max_tokens: int) -> RequestTiming:
         body = {
             "model": MODEL_NAME,
             "messages": [{"role": "user", "content": message}],
-            "max_tokens": self.max_tokens,
+            "max_tokens": max_tokens,
             "temperature": 0.0,
             "stream": True,
             "stream_options": {"include_usage": True},
@@ -194,12 +198,15 @@ class ViaGateway:
 async def generation_part(
     args: argparse.Namespace, model_addr: str, gateway_url: str, key: str
 ) -> tuple[list[RunSummary], list[dict[str, Any]]]:
-    direct, gateway = Direct(model_addr, args.max_tokens), ViaGateway(gateway_url, key, args.max_tokens)
+    direct, gateway = Direct(model_addr), ViaGateway(gateway_url, key)
     summaries: list[RunSummary] = []
     try:
         warm, warm_sizes = await build_messages(model_addr, args.warmup, args.prompt_tokens, start=100_000)
         for target in (direct, gateway):
-            await closed_loop(len(warm), len(warm), lambda i, t=target: t.send(warm[i], warm_sizes[i]))
+            await closed_loop(len(warm), len(warm), lambda i, t=target: t.send(warm[i], warm_sizes[i], 16))
+        offset = 200_000
+        if args.ttft_probes > 0:
+            summaries.extend(await ttft_probe(direct, gateway, model_addr, args, offset))
         # Back to back per concurrency level, so both paths see the same machine.
         offset = 0
         for concurrency, count in ((1, args.requests_c1), (args.concurrency, args.requests)):
@@ -209,7 +216,9 @@ async def generation_part(
                 messages, sizes = await build_messages(model_addr, count, args.prompt_tokens, start=offset)
                 offset += count
                 timings, wall = await closed_loop(
-                    count, concurrency, lambda i, t=target, m=messages, s=sizes: t.send(m[i], s[i])
+                    count,
+                    concurrency,
+                    lambda i, t=target, m=messages, s=sizes: t.send(m[i], s[i], args.max_tokens),
                 )
                 summary = summarize(target.name, concurrency, timings, wall)
                 console.print(
@@ -223,6 +232,29 @@ async def generation_part(
     return summaries, ratios(summaries, args.concurrency)
 
 
+async def ttft_probe(
+    direct: Direct, gateway: ViaGateway, model_addr: str, args: argparse.Namespace, start: int
+) -> list[RunSummary]:
+    """One-token requests at concurrency 1, direct and gateway alternating (see `alternating`),
+    so each pair sees the same machine within a second; the gateway's summary carries the
+    median per-pair TTFT difference."""
+    messages, sizes = await build_messages(model_addr, 2 * args.ttft_probes, args.prompt_tokens, start)
+    timings = await alternating(
+        {
+            f"{direct.name} {PROBE}": lambda k: direct.send(messages[k], sizes[k], 1),
+            f"{gateway.name} {PROBE}": lambda k: gateway.send(messages[k], sizes[k], 1),
+        },
+        args.ttft_probes,
+    )
+    summaries = summarize_pairs(f"{direct.name} {PROBE}", f"{gateway.name} {PROBE}", timings)
+    console.print(
+        f"  TTFT probe: direct p50 {summaries[0].ttft_p50_ms:.1f} ms, gateway p50 "
+        f"{summaries[1].ttft_p50_ms:.1f} ms, per-pair difference p50 "
+        f"{summaries[1].paired_ttft_delta_p50_ms:.2f} ms"
+    )
+    return summaries
+
+
 def ratios(summaries: list[RunSummary], concurrency: int) -> list[dict[str, Any]]:
     def find(target: str, conc: int) -> RunSummary | None:
         return next((s for s in summaries if s.target == target and s.concurrency == conc), None)
@@ -231,7 +263,12 @@ def ratios(summaries: list[RunSummary], concurrency: int) -> list[dict[str, Any]
     d1, g1 = find("direct gRPC", 1), find("gateway", 1)
     nan = float("nan")
     throughput = g_hi.tok_per_s / d_hi.tok_per_s if d_hi and g_hi else nan
-    ttft = g1.ttft_p50_ms - d1.ttft_p50_ms if d1 and g1 else nan
+    # The paired probe when it ran (the median of per-pair differences), else the phase p50s.
+    probe = find(f"gateway {PROBE}", 1)
+    if probe:
+        ttft = probe.paired_ttft_delta_p50_ms
+    else:
+        ttft = g1.ttft_p50_ms - d1.ttft_p50_ms if d1 and g1 else nan
     return [
         {
             "name": f"throughput gateway/direct, conc {concurrency}",
@@ -398,6 +435,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32, help="the high-concurrency level")
     parser.add_argument("--requests", type=int, default=64, help="chat requests per path at --concurrency")
     parser.add_argument("--requests-c1", type=int, default=8, help="chat requests per path at concurrency 1")
+    parser.add_argument(
+        "--ttft-probes", type=int, default=32, help="one-token request pairs for the TTFT overhead (0 skips)"
+    )
     parser.add_argument("--prompt-tokens", type=int, default=128, help="chat prompt size (approximate)")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--warmup", type=int, default=4, help="warm-up chats per path")

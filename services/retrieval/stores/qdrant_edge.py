@@ -9,6 +9,11 @@ it (measured: a 20k-point optimize froze every other Python thread for 21 s; 100
 about 4 minutes on 2 cores). Run on a background thread it would freeze the gRPC server, so it
 runs only in `prepare()`, before the service reports SERVING, for collections with enough
 unindexed points. Until then searches are exact: slower (about 16 ms at 100k points), never wrong.
+
+Every metadata key gets a payload index on first write, typed by its value. Without one, a
+filtered HNSW search skips the points that fail the filter and loses its way through the graph:
+at 100k points a 10%-selective filter found 5% of the true top 10. With the index, Qdrant's
+planner scans the index for selective filters and the HNSW build adds links per indexed value.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from ragway.retrieval.stores.qdrant_common import (
     DEFAULT_EF_CONSTRUCT,
     DEFAULT_M,
     FULL_SCAN_THRESHOLD_KB,
+    HNSW_EF_SEARCH,
     SCROLL_PAGE,
     point_id,
     score_from_qdrant,
@@ -81,6 +87,37 @@ def _edge_payload(chunk: ChunkPoint) -> dict[str, Any]:
     payload = to_payload(chunk)
     payload[_FLAGS] = {k: int(v) for k, v in chunk.metadata.items() if isinstance(v, bool)}
     return payload
+
+
+def _index_type(value: Any) -> qe.PayloadSchemaType | None:
+    """The payload index for a metadata value; None for values not worth indexing."""
+    if isinstance(value, list):
+        kinds = {_index_type(v) for v in value}
+        if kinds == {qe.PayloadSchemaType.Integer, qe.PayloadSchemaType.Float}:
+            return qe.PayloadSchemaType.Float
+        return kinds.pop() if len(kinds) == 1 else None
+    if isinstance(value, bool):
+        return None  # stored as 0/1 under "flags", indexed there
+    if isinstance(value, int):
+        return qe.PayloadSchemaType.Integer
+    if isinstance(value, float):
+        return qe.PayloadSchemaType.Float
+    if isinstance(value, str):
+        return qe.PayloadSchemaType.Keyword
+    return None
+
+
+def _wanted_indexes(chunks: Sequence[ChunkPoint]) -> dict[str, qe.PayloadSchemaType]:
+    wanted: dict[str, qe.PayloadSchemaType] = {}
+    for chunk in chunks:
+        for key, value in chunk.metadata.items():
+            if isinstance(value, bool):
+                wanted.setdefault(f"{_FLAGS}.{key}", qe.PayloadSchemaType.Integer)
+            elif (kind := _index_type(value)) is not None:
+                # Float wins over Integer: a Float index holds both, an Integer index drops floats.
+                if wanted.get(f"metadata.{key}") != qe.PayloadSchemaType.Float:
+                    wanted[f"metadata.{key}"] = kind
+    return wanted
 
 
 def _to_filter(where: Filter, *extra: Any) -> qe.Filter | None:
@@ -123,6 +160,7 @@ class QdrantEdgeStore(VectorStore):
         self.optimize_after_points = optimize_after_points
         self._shards: dict[str, qe.EdgeShard] = {}
         self._specs: dict[str, CollectionSpec] = {}
+        self._indexes: dict[str, dict[str, qe.PayloadSchemaType]] = {}  # per collection: field -> type
         self._lock = threading.Lock()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -201,6 +239,7 @@ class QdrantEdgeStore(VectorStore):
         with self._lock:
             self._shards.pop(name, None)
             self._specs.pop(name, None)
+            self._indexes.pop(name, None)
             shard.close()
             # Remove the marker first: a crash mid-way leaves a folder that create() cleans up.
             (self._folder(name) / _SPEC_FILE).unlink()
@@ -221,8 +260,32 @@ class QdrantEdgeStore(VectorStore):
     async def count(self, collection: str, document_ids: Sequence[str] | None = None) -> int:
         return await self._run(self._count, collection, document_ids)
 
+    def _index_metadata(self, collection: str, shard: qe.EdgeShard, chunks: Sequence[ChunkPoint]) -> None:
+        """Create the payload indexes these chunks' metadata needs, before the points land.
+
+        An Integer index silently leaves out float values (a range filter would miss them), so
+        a key that turns out to hold floats too has its Integer index replaced by a Float one.
+        A key holding both strings and numbers keeps its first index: Qdrant falls back to
+        reading the payload for conditions that index cannot answer, so results stay right."""
+        with self._lock:
+            indexes = self._indexes.get(collection)
+            if indexes is None:
+                schema = shard.info().payload_schema
+                indexes = self._indexes[collection] = {k: v.data_type for k, v in schema.items()}
+            for field, kind in _wanted_indexes(chunks).items():
+                have = indexes.get(field)
+                if have == kind or (have is not None and kind != qe.PayloadSchemaType.Float):
+                    continue
+                if have == qe.PayloadSchemaType.Integer:
+                    shard.update(qe.UpdateOperation.delete_field_index(field))
+                elif have is not None:
+                    continue  # a Keyword index meeting floats: leave it, see above
+                shard.update(qe.UpdateOperation.create_field_index(field, kind))
+                indexes[field] = kind
+
     def _write(self, collection: str, chunks: Sequence[ChunkPoint]) -> None:
         shard = self._shard(collection)
+        self._index_metadata(collection, shard, chunks)
         points = [
             qe.Point(point_id(c.document_id, c.version, c.index), c.vector.tolist(), _edge_payload(c))
             for c in chunks
@@ -310,6 +373,7 @@ class QdrantEdgeStore(VectorStore):
                 query=qe.Query.Nearest(vector.tolist()),
                 filter=_to_filter(where),
                 with_payload=True,
+                params=qe.SearchParams(hnsw_ef=max(HNSW_EF_SEARCH, limit)),
             )
         )
         return [to_stored_chunk(h.payload or {}, score_from_qdrant(spec.distance, h.score)) for h in hits]

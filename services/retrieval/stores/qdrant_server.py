@@ -31,6 +31,7 @@ from ragway.retrieval.stores.base import (
 from ragway.retrieval.stores.qdrant_common import (
     DEFAULT_EF_CONSTRUCT,
     DEFAULT_M,
+    HNSW_EF_SEARCH,
     SCROLL_PAGE,
     point_id,
     score_from_qdrant,
@@ -202,7 +203,12 @@ class QdrantServerStore(VectorStore):
     ) -> list[StoredChunk]:
         spec = await self.get_collection(collection)
         response = await self._client.query_points(
-            collection, query=vector.tolist(), query_filter=_to_filter(where), limit=limit, with_payload=True
+            collection,
+            query=vector.tolist(),
+            query_filter=_to_filter(where),
+            limit=limit,
+            with_payload=True,
+            search_params=models.SearchParams(hnsw_ef=max(HNSW_EF_SEARCH, limit)),
         )
         return [
             to_stored_chunk(p.payload or {}, score_from_qdrant(spec.distance, p.score))
