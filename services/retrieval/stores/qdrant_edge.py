@@ -274,12 +274,10 @@ class QdrantEdgeStore(VectorStore):
                 indexes = self._indexes[collection] = {k: v.data_type for k, v in schema.items()}
             for field, kind in _wanted_indexes(chunks).items():
                 have = indexes.get(field)
-                if have == kind or (have is not None and kind != qe.PayloadSchemaType.Float):
-                    continue
-                if have == qe.PayloadSchemaType.Integer:
+                if have is not None:
+                    if not (have == qe.PayloadSchemaType.Integer and kind == qe.PayloadSchemaType.Float):
+                        continue  # the same type, or one Qdrant completes by reading payloads
                     shard.update(qe.UpdateOperation.delete_field_index(field))
-                elif have is not None:
-                    continue  # a Keyword index meeting floats: leave it, see above
                 shard.update(qe.UpdateOperation.create_field_index(field, kind))
                 indexes[field] = kind
 
