@@ -338,6 +338,9 @@ class RequestTiming:
         return (self.last - self.first) / (self.tokens - 1)
 
 
+Sender = Callable[[int], Awaitable[RequestTiming]]  # sends request number k, returns its timing
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -393,7 +396,7 @@ def summarize(target: str, concurrency: int, timings: list[RequestTiming], wall:
     )
 
 
-async def attempt(one: Callable[[int], Awaitable[RequestTiming]], index: int) -> RequestTiming:
+async def attempt(one: Sender, index: int) -> RequestTiming:
     """Request `index`; a failure is recorded with its error (summaries count it), not raised."""
     started = time.perf_counter()
     try:
@@ -404,38 +407,31 @@ async def attempt(one: Callable[[int], Awaitable[RequestTiming]], index: int) ->
         return timing
 
 
-async def alternating(
-    senders: dict[str, Callable[[int], Awaitable[RequestTiming]]], pairs: int
-) -> dict[str, list[RequestTiming]]:
-    """Two senders, one request each per pair at concurrency 1, which goes first alternating;
-    sender(k) sends the k-th distinct request (k < 2 * pairs). Timings per sender, in pair order."""
-    names = list(senders)
-    assert len(names) == 2, "alternating() pairs exactly two senders"
-    timings: dict[str, list[RequestTiming]] = {name: [] for name in names}
+async def paired_run(baseline: tuple[str, Sender], other: tuple[str, Sender], pairs: int) -> list[RunSummary]:
+    """Two senders at concurrency 1, one request each per pair, which goes first alternating, so
+    each pair sees the same machine within seconds; sender(k) sends the k-th distinct request
+    (k < 2 * pairs). Summaries of both; `other`'s carries its median per-pair TTFT difference."""
+    runs: dict[str, list[RequestTiming]] = {baseline[0]: [], other[0]: []}
     for i in range(pairs):
-        order = names if i % 2 == 0 else names[::-1]
-        for j, name in enumerate(order):
-            timings[name].append(await attempt(senders[name], 2 * i + j))
-    return timings
-
-
-def summarize_pairs(baseline: str, other: str, timings: dict[str, list[RequestTiming]]) -> list[RunSummary]:
-    """Summaries of an `alternating` run; `other`'s carries its paired TTFT delta to `baseline`."""
-    walls = {name: sum((t.last or t.start) - t.start for t in runs) for name, runs in timings.items()}
-    first = summarize(baseline, 1, timings[baseline], walls[baseline])
-    second = summarize(other, 1, timings[other], walls[other])
-    deltas = [
-        (b.ttft - a.ttft) * 1000
-        for a, b in zip(timings[baseline], timings[other], strict=True)
-        if a.first is not None and b.first is not None and a.error is None and b.error is None
-    ]
-    second.paired_ttft_delta_p50_ms = pct(deltas, 50)
+        order = (baseline, other) if i % 2 == 0 else (other, baseline)
+        for j, (name, send) in enumerate(order):
+            runs[name].append(await attempt(send, 2 * i + j))
+    first, second = (
+        summarize(name, 1, timings, sum((t.last or t.start) - t.start for t in timings))
+        for name, timings in runs.items()
+    )
+    second.paired_ttft_delta_p50_ms = pct(
+        [
+            (b.ttft - a.ttft) * 1000
+            for a, b in zip(runs[baseline[0]], runs[other[0]], strict=True)
+            if a.first is not None and b.first is not None and a.error is None and b.error is None
+        ],
+        50,
+    )
     return [first, second]
 
 
-async def closed_loop(
-    n_requests: int, concurrency: int, one: Callable[[int], Awaitable[RequestTiming]]
-) -> tuple[list[RequestTiming], float]:
+async def closed_loop(n_requests: int, concurrency: int, one: Sender) -> tuple[list[RequestTiming], float]:
     """`concurrency` workers send requests 0..n-1 back to back; the timings and the wall time.
 
     A failed request is recorded (with its error) and the run goes on; summaries count it."""

@@ -16,8 +16,8 @@ which normalises for length, and the mean completion length is printed. Concurre
 Ratios: gateway/direct throughput at concurrency 32 (target >= 0.95) and the TTFT p50 overhead
 gateway - direct at concurrency 1 (target <= 15 ms). The TTFT overhead comes from a probe of 32
 pairs of one-token requests at concurrency 1, direct and gateway alternating, as the median of
-the per-pair differences: a ~400 ms prefill on a shared machine varies by more than 15 ms between
-runs a minute apart, so only paired samples resolve the gateway's own few milliseconds.
+the per-pair differences: a 128-token prefill (0.4-1.5 s on 2 cores) varies by more than 15 ms
+from request to request, so only paired samples resolve the gateway's own few milliseconds.
 
 Part 2, a non-generating endpoint. GET /v1/conversations/{id} with a bearer key on one gateway
 worker (one uvicorn process), once on SQLite and once on PostgreSQL (a database of its own):
@@ -49,7 +49,6 @@ from common import (
     RequestTiming,
     RunSummary,
     add_engine_options,
-    alternating,
     apply_engine_options,
     closed_loop,
     console,
@@ -58,13 +57,13 @@ from common import (
     install_cleanup,
     machine,
     make_api_key,
+    paired_run,
     pct,
     print_table,
     save_json,
     start_gateway,
     start_model_service,
     summarize,
-    summarize_pairs,
     summary_table,
     verdict,
 )
@@ -235,18 +234,15 @@ async def generation_part(
 async def ttft_probe(
     direct: Direct, gateway: ViaGateway, model_addr: str, args: argparse.Namespace, start: int
 ) -> list[RunSummary]:
-    """One-token requests at concurrency 1, direct and gateway alternating (see `alternating`),
+    """One-token requests at concurrency 1, direct and gateway alternating (see `paired_run`),
     so each pair sees the same machine within a second; the gateway's summary carries the
     median per-pair TTFT difference."""
     messages, sizes = await build_messages(model_addr, 2 * args.ttft_probes, args.prompt_tokens, start)
-    timings = await alternating(
-        {
-            f"{direct.name} {PROBE}": lambda k: direct.send(messages[k], sizes[k], 1),
-            f"{gateway.name} {PROBE}": lambda k: gateway.send(messages[k], sizes[k], 1),
-        },
+    summaries = await paired_run(
+        (f"{direct.name} {PROBE}", lambda k: direct.send(messages[k], sizes[k], 1)),
+        (f"{gateway.name} {PROBE}", lambda k: gateway.send(messages[k], sizes[k], 1)),
         args.ttft_probes,
     )
-    summaries = summarize_pairs(f"{direct.name} {PROBE}", f"{gateway.name} {PROBE}", timings)
     console.print(
         f"  TTFT probe: direct p50 {summaries[0].ttft_p50_ms:.1f} ms, gateway p50 "
         f"{summaries[1].ttft_p50_ms:.1f} ms, per-pair difference p50 "

@@ -54,19 +54,19 @@ from common import (
     MODEL_NAME,
     RequestTiming,
     RunSummary,
+    Sender,
     add_engine_options,
-    alternating,
     apply_engine_options,
     closed_loop,
     console,
     install_cleanup,
     machine,
+    paired_run,
     print_table,
     save_json,
     start_model_service,
     start_vllm_openai_server,
     summarize,
-    summarize_pairs,
     summary_table,
     verdict,
 )
@@ -219,7 +219,7 @@ async def bench_paired(args: argparse.Namespace) -> list[RunSummary]:
             via_grpc = grpc_sender(model_pb2_grpc.ModelServiceStub(channel))
             prompts = token_prompts(2 * args.paired_probes, args.prompt_tokens, seed=4)
 
-            def with_engine_time(send: Send) -> Callable[[int], Awaitable[RequestTiming]]:
+            def with_engine_time(send: Send) -> Sender:
                 async def one(k: int) -> RequestTiming:
                     timing = await send(prompts[k], 1)
                     timing.engine_ttft = spans[-1]
@@ -230,13 +230,13 @@ async def bench_paired(args: argparse.Namespace) -> list[RunSummary]:
             warm = token_prompts(args.warmup, args.prompt_tokens, seed=3)
             for send in (direct, via_grpc):
                 await closed_loop(len(warm), 1, lambda i, f=send: f(warm[i], 1))
-            timings = await alternating(
-                {f"inproc {PAIRED}": with_engine_time(direct), f"grpc {PAIRED}": with_engine_time(via_grpc)},
+            summaries = await paired_run(
+                (f"inproc {PAIRED}", with_engine_time(direct)),
+                (f"grpc {PAIRED}", with_engine_time(via_grpc)),
                 args.paired_probes,
             )
     finally:
         await running.stop()
-    summaries = summarize_pairs(f"inproc {PAIRED}", f"grpc {PAIRED}", timings)
     a, b = summaries
     console.print(
         f"  paired probe: TTFT p50 inproc {a.ttft_p50_ms:.1f} ms, grpc {b.ttft_p50_ms:.1f} ms, per-pair "
