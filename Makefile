@@ -50,9 +50,11 @@ test-load: install
 # Each prints its figures as ratios against a baseline measured in the same run.
 bench: install
 	$(BIN)/python bench/model_bench.py
+	$(BIN)/python bench/serve_bench.py
 	$(BIN)/python bench/retrieval_bench.py
 	$(BIN)/python bench/gateway_bench.py
+	$(BIN)/python bench/routing_bench.py
 	$(BIN)/python bench/rag_bench.py
 
 clean:
-	rm -rf $(VENV) services/v1 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) services/ragway/v1 .pytest_cache .mypy_cache .ruff_cache

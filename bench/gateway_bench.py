@@ -44,29 +44,19 @@ import grpc
 import httpx
 import numpy as np
 import orjson
-from common import (
+from harness import (
     MODEL_NAME,
-    RequestTiming,
-    RunSummary,
     add_engine_options,
     apply_engine_options,
-    closed_loop,
-    console,
     drop_postgres_database,
     fresh_postgres_database,
     install_cleanup,
-    machine,
     make_api_key,
-    paired_run,
-    pct,
-    print_table,
-    save_json,
     start_gateway,
     start_model_service,
-    summarize,
-    summary_table,
-    verdict,
 )
+from report import console, machine, print_table, save_json, summary_table, verdict
+from stats import RequestTiming, RunSummary, closed_loop, paired_run, pct, summarize
 
 from ragway.core.grpc_server import GRPC_OPTIONS
 from ragway.v1 import model_pb2, model_pb2_grpc
@@ -157,14 +147,15 @@ class ViaGateway:
 
     name = "gateway"
 
-    def __init__(self, url: str, key: str) -> None:
+    def __init__(self, url: str, key: str, model: str = MODEL_NAME) -> None:
+        self.model = model
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         headers = {"Authorization": f"Bearer {key}"}
         self.http = httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits)
 
     async def send(self, message: str, prompt_tokens: int, max_tokens: int) -> RequestTiming:
         body = {
-            "model": MODEL_NAME,
+            "model": self.model,
             "messages": [{"role": "user", "content": message}],
             "max_tokens": max_tokens,
             "temperature": 0.0,

@@ -50,26 +50,16 @@ import grpc
 import httpx
 import numpy as np
 import orjson
-from common import (
+from harness import (
     MODEL_NAME,
-    RequestTiming,
-    RunSummary,
-    Sender,
     add_engine_options,
     apply_engine_options,
-    closed_loop,
-    console,
     install_cleanup,
-    machine,
-    paired_run,
-    print_table,
-    save_json,
     start_model_service,
     start_vllm_openai_server,
-    summarize,
-    summary_table,
-    verdict,
 )
+from report import console, machine, print_table, save_json, summary_table, verdict
+from stats import RequestTiming, RunSummary, Sender, closed_loop, paired_run, summarize
 
 from ragway.core.grpc_server import GRPC_OPTIONS
 from ragway.v1 import model_pb2, model_pb2_grpc

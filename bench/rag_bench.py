@@ -19,7 +19,11 @@ Measured:
      and checked against the plain chat's usage). The plain prompt copies the RAG prompt's shape
      (the same fixed instructions, then distinct filler text, then the question) so both get the
      same prefix-cache help; cached prompt tokens are printed for both. The TTFT difference is
-     the RAG overhead.
+     the RAG overhead;
+  3. the multi-turn prefix cache -- conversations of three stored RAG turns (`store: true`, the
+     next turn sent with `conversation_id`), one at a time; turn 3's TTFT against a cold plain chat
+     fitted to the same prompt size right after it (target p50 ratio <= 0.3): turn 3's prompt
+     begins with exactly what turn 2 was sent with plus its answer, so only the new turn prefills.
 
 Why these defaults: 10,000 chunks embed at several hundred per second on 2 cores (~1 minute of
 ingest); 200 searches take seconds; 20 chat pairs of ~300-token prompts take 1-2 minutes; the
@@ -40,25 +44,21 @@ import grpc
 import httpx
 import numpy as np
 import orjson
-from common import (
+from harness import (
     MODEL_NAME,
     add_engine_options,
     apply_engine_options,
-    console,
     install_cleanup,
-    machine,
     make_api_key,
-    pct,
-    print_table,
-    save_json,
     start_gateway,
     start_model_service,
     start_retrieval_service,
-    verdict,
 )
+from report import console, machine, print_table, save_json, verdict
+from stats import pct
 
 from ragway.core.grpc_server import GRPC_OPTIONS
-from ragway.gateway.rag import CLOSE, INSTRUCTIONS, OPEN
+from ragway.gateway.rag.grounding import CLOSE, INSTRUCTIONS, OPEN
 from ragway.v1 import model_pb2, model_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
 
 COLLECTION = "bench"
@@ -207,6 +207,7 @@ async def stream_chat(http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str
     first: float | None = None
     usage: dict[str, Any] = {}
     citations = 0
+    conversation_id = None
     async with http.stream("POST", "/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
             raise RuntimeError(
@@ -223,6 +224,7 @@ async def stream_chat(http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str
                 first = time.perf_counter()
             if chunk.get("citations"):
                 citations = len(chunk["citations"])
+            conversation_id = chunk.get("conversation_id") or conversation_id
             if chunk.get("usage"):
                 usage = chunk["usage"]
     if first is None:
@@ -232,6 +234,7 @@ async def stream_chat(http: httpx.AsyncClient, body: dict[str, Any]) -> dict[str
         "prompt_tokens": usage.get("prompt_tokens", 0),
         "cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
         "citations": citations,
+        "conversation_id": conversation_id,
     }
 
 
@@ -314,6 +317,47 @@ async def ttft_part(
     return pairs, summary
 
 
+async def multiturn_part(
+    http: httpx.AsyncClient, model_addr: str, args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    rng = np.random.default_rng(31)
+    base = {"model": MODEL_NAME, "max_tokens": args.max_tokens, "temperature": 0.0, "stream": True}
+    base |= {"stream_options": {"include_usage": True}, "store": True}
+    base["rag"] = {"collections": [COLLECTION], "top_k": args.top_k}
+    runs: list[dict[str, Any]] = []
+    async with grpc.aio.insecure_channel(model_addr, options=GRPC_OPTIONS) as channel:
+        stub = model_pb2_grpc.ModelServiceStub(channel)
+        for i in range(args.conversations + 1):  # the first one warms up
+            turns, conversation = [], {}
+            for _ in range(3):
+                body = {**base, "messages": [{"role": "user", "content": question(rng)}], **conversation}
+                turns.append(await stream_chat(http, body))
+                conversation = {"conversation_id": turns[-1]["conversation_id"]}
+            third = turns[-1]
+            message, _ = await fit_plain_message(stub, question(rng), third["prompt_tokens"], rng)
+            cold = await stream_chat(http, {**base, "rag": None, "store": False,
+                                            "messages": [{"role": "user", "content": message}]})  # fmt: skip
+            if i:
+                runs.append({"turns": turns, "cold": cold})
+    turn3 = [r["turns"][2]["ttft_ms"] for r in runs]
+    cold_ttft = [r["cold"]["ttft_ms"] for r in runs]
+    summary = {
+        "conversations": len(runs),
+        "turn3_ttft_p50_ms": pct(turn3, 50),
+        "cold_ttft_p50_ms": pct(cold_ttft, 50),
+        "ratio_p50": pct(turn3, 50) / pct(cold_ttft, 50),
+        "turn3_prompt_tokens": float(np.mean([r["turns"][2]["prompt_tokens"] for r in runs])),
+        "turn3_cached_tokens": float(np.mean([r["turns"][2]["cached_tokens"] for r in runs])),
+        "turn3_cached_share_of_turn2_prompt": float(
+            np.mean([r["turns"][2]["cached_tokens"] / r["turns"][1]["prompt_tokens"] for r in runs])
+        ),
+        "cold_prompt_tokens": float(np.mean([r["cold"]["prompt_tokens"] for r in runs])),
+        "cold_cached_tokens": float(np.mean([r["cold"]["cached_tokens"] for r in runs])),
+        "load1": os.getloadavg()[0],
+    }
+    return runs, summary
+
+
 async def main_async(args: argparse.Namespace) -> None:
     apply_engine_options(args)
     env = machine()
@@ -340,6 +384,11 @@ async def main_async(args: argparse.Namespace) -> None:
                 console.rule("RAG chat vs plain chat of the same prompt size")
                 pairs, results["ttft"] = await ttft_part(http, model.address, args)
                 results["pairs"] = pairs
+                if args.conversations:
+                    console.rule("multi-turn RAG conversation: turn 3 vs a cold prompt of its size")
+                    results["conversations"], results["multiturn"] = await multiturn_part(
+                        http, model.address, args
+                    )
         finally:
             for service in (gateway, retrieval, model):
                 if service is not None:
@@ -370,6 +419,18 @@ async def main_async(args: argparse.Namespace) -> None:
         ],
     )  # fmt: skip
     gateway_p50, direct_p50 = search[0]["p50_ms"], search[1]["p50_ms"]
+    multiturn = results.get("multiturn")
+    if multiturn:
+        print_table(
+            f"multi-turn RAG, {multiturn['conversations']} conversations of 3 stored turns, one at a time",
+            ["chat", "TTFT p50 ms", "prompt tok", "cached tok"],
+            [
+                ["turn 3", multiturn["turn3_ttft_p50_ms"], multiturn["turn3_prompt_tokens"],
+                 multiturn["turn3_cached_tokens"]],
+                ["cold, same prompt size", multiturn["cold_ttft_p50_ms"], multiturn["cold_prompt_tokens"],
+                 multiturn["cold_cached_tokens"]],
+            ],
+        )  # fmt: skip
     print_table(
         "figures measured in this run",
         ["figure", "value", "target", ""],
@@ -379,6 +440,24 @@ async def main_async(args: argparse.Namespace) -> None:
             ["RAG TTFT overhead, p50(RAG) - p50(plain) [ms]", ttft["overhead_p50_ms"], "", ""],
             ["RAG TTFT overhead, p50 of paired differences [ms]", ttft["paired_diff_p50_ms"], "", ""],
             ["largest prompt-size mismatch in a pair [tokens]", ttft["max_prompt_mismatch"], "", ""],
+            *(
+                [
+                    [
+                        "turn-3 TTFT p50 / cold TTFT p50",
+                        multiturn["ratio_p50"],
+                        "<= 0.3",
+                        verdict(multiturn["ratio_p50"], 0.3, False),
+                    ],
+                    [
+                        "turn-3 cached tokens / turn-2 prompt tokens",
+                        multiturn["turn3_cached_share_of_turn2_prompt"],
+                        ">= 0.9",
+                        verdict(multiturn["turn3_cached_share_of_turn2_prompt"], 0.9, True),
+                    ],
+                ]
+                if multiturn
+                else []
+            ),
         ],
     )
     save_json(args.json, results)
@@ -394,6 +473,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured searches first")
     parser.add_argument("--chats", type=int, default=20, help="measured RAG/plain chat pairs")
     parser.add_argument("--chat-warmup", type=int, default=2, help="unmeasured chat pairs first")
+    parser.add_argument(
+        "--conversations", type=int, default=6, help="measured 3-turn conversations (0 skips)"
+    )
     parser.add_argument("--top-k", type=int, default=5, help="sources per RAG chat")
     parser.add_argument("--max-tokens", type=int, default=16, help="max_tokens of every chat")
     add_engine_options(parser)

@@ -8,9 +8,14 @@ Per backend, in a fresh temporary folder:
      insert rate, index build (embedded Qdrant), search p50/p95 calling the store directly and
      through gRPC (Search with a vector), recall@10 against exact brute force, filtered search
      p95 and recall (a 10%-selective metadata filter);
+     Hybrid search (issue 17): every synthetic chunk also carries a BM25 sparse vector (the real
+     encoder over pseudo-words drawn from a Zipf distribution, as word frequencies are), and
+     hybrid (dense + sparse, RRF) p95 is measured against dense-only p95 on the same queries,
+     alternating (target: hybrid p95 <= 2x dense p95);
   2. ingest part (the real embedder): raw embedder throughput on N paragraph-sized texts, then
-     UpsertDocuments of the same texts through gRPC into the big collection; the ratio is the
-     verdict (target >= 0.8), measured back to back so both see the same machine load.
+     UpsertDocuments of the same texts through gRPC into a dense-only collection and into one
+     with sparse vectors; the ratios are the verdicts (service / raw >= 0.8, with sparse /
+     dense-only >= 0.85), measured in alternating rounds so all see the same machine load.
 """
 
 from __future__ import annotations
@@ -30,8 +35,19 @@ import numpy as np
 from ragway.core.grpc_server import GRPC_OPTIONS
 from ragway.retrieval.config import RetrievalSettings
 from ragway.retrieval.embedder import Embedder
+from ragway.retrieval.fusion import fuse_by_document
 from ragway.retrieval.server import start_server
-from ragway.retrieval.stores.base import ChunkPoint, CollectionSpec, Filter, VectorStore
+from ragway.retrieval.sparse import NAME as SPARSE_ENCODER
+from ragway.retrieval.sparse import SparseEncoder
+from ragway.retrieval.stores.base import (
+    ChunkPoint,
+    CollectionSpec,
+    Filter,
+    Query,
+    SparseVector,
+    StoredChunk,
+    VectorStore,
+)
 from ragway.v1 import retrieval_pb2 as pb
 from ragway.v1 import retrieval_pb2_grpc
 
@@ -56,6 +72,32 @@ def clustered(n: int, rng: np.random.Generator) -> np.ndarray:
 def paragraphs(n: int, rng: np.random.Generator) -> list[str]:
     """Paragraph-sized texts (~80 words), each one chunk under the default 200-token chunks."""
     return [" ".join(rng.choice(WORDS, 80)) + "." for _ in range(n)]
+
+
+VOCABULARY = 50_000
+
+
+def zipf_texts(n: int, words: int, rng: np.random.Generator) -> list[str]:
+    """Texts of pseudo-words ("t123") whose frequencies follow Zipf's law, like a real vocabulary."""
+    ids = np.minimum(rng.zipf(1.15, size=(n, words)), VOCABULARY)
+    return [" ".join(f"t{i}" for i in row) for row in ids]
+
+
+async def hybrid(store: VectorStore, dense: np.ndarray, terms: SparseVector) -> list[StoredChunk]:
+    """A hybrid RRF search as the service runs it: the two lists, then fusion by document."""
+    depth = Query().prefetch_limit(10)
+    found = await asyncio.gather(
+        store.query("bench", Query(dense=dense), depth, Filter()),
+        store.query("bench", Query(sparse=terms), depth, Filter()),
+    )
+    return fuse_by_document(found[0], found[1], (1.0, 1.0), 10)
+
+
+def sparse_vectors(texts: list[str], encoder: SparseEncoder) -> list[SparseVector]:
+    out: list[SparseVector] = []
+    for start in range(0, len(texts), 5_000):
+        out.extend(encoder.documents(texts[start : start + 5_000]))
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -89,16 +131,23 @@ async def bench_backend(backend: str, args: argparse.Namespace, embedder: Embedd
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix=f"ragway-bench-{backend}-") as tmp:
         store = open_store(backend, Path(tmp))
-        await store.create_collection(CollectionSpec("bench", DIM, embedder=embedder.name))
+        encoder = SparseEncoder()
+        await store.create_collection(
+            CollectionSpec("bench", DIM, embedder=embedder.name, sparse=SPARSE_ENCODER)
+        )
         x = clustered(args.chunks, rng)
+        started = time.perf_counter()
+        sparse = sparse_vectors(zipf_texts(args.chunks, 60, rng), encoder)
+        out["sparse_encode_per_s"] = args.chunks / (time.perf_counter() - started)
         started = time.perf_counter()
         for start in range(0, args.chunks, 1_000):
             batch = [
-                ChunkPoint(f"doc{i}", 0, 1, f"chunk {i}", {"group": i % GROUPS}, x[i])
+                ChunkPoint(f"doc{i}", 0, 1, f"chunk {i}", {"group": i % GROUPS}, x[i], sparse[i])
                 for i in range(start, min(start + 1_000, args.chunks))
             ]
             await store.write("bench", batch)
         out["insert_per_s"] = args.chunks / (time.perf_counter() - started)
+        del sparse
         if backend == "qdrant":
             started = time.perf_counter()
             store.optimize("bench")  # type: ignore[attr-defined]
@@ -122,6 +171,19 @@ async def bench_backend(backend: str, args: argparse.Namespace, embedder: Embedd
             found.append([h.document_id for h in hits])
         out["direct_p50_ms"], out["direct_p95_ms"] = pct(direct, 50), pct(direct, 95)
         out["recall_at_10"] = recall(found, exact)
+
+        # Hybrid against dense-only on the same queries, alternating so both see the same load.
+        query_terms = [encoder.query(t) for t in zipf_texts(args.queries, 4, rng)]
+        dense_ms: list[float] = []
+        hybrid_ms: list[float] = []
+        sparse_ms: list[float] = []
+        for q, terms in zip(queries, query_terms, strict=True):
+            dense_ms.append((await timed(store.query("bench", Query(dense=q), 10, Filter())))[0])
+            hybrid_ms.append((await timed(hybrid(store, q, terms)))[0])
+            sparse_ms.append((await timed(store.query("bench", Query(sparse=terms), 10, Filter())))[0])
+        out["dense_p95_ms"], out["hybrid_p95_ms"] = pct(dense_ms, 95), pct(hybrid_ms, 95)
+        out["sparse_p95_ms"] = pct(sparse_ms, 95)
+        out["hybrid_over_dense_p95"] = out["hybrid_p95_ms"] / out["dense_p95_ms"]
 
         settings = RetrievalSettings(data_dir=Path(tmp), port=0, metrics_port=0)
         running = await start_server(settings, port=0, embedder=embedder, store=store)
@@ -158,7 +220,10 @@ async def bench_backend(backend: str, args: argparse.Namespace, embedder: Embedd
 
                 texts = paragraphs(args.ingest_chunks, rng)
                 embedder.embed(texts[:32])  # warm up
-                raw_s = service_s = 0.0
+                # A collection made the old way (dense only) and one with sparse vectors.
+                await store.create_collection(CollectionSpec("dense_only", DIM, embedder=embedder.name))
+                await stub.CreateCollection(pb.CreateCollectionRequest(name="with_sparse"))
+                raw_s = service_s = sparse_s = 0.0
                 written = 0
                 # Alternate raw and service rounds on the same texts, so both see the same load
                 # from whatever else runs on the machine.
@@ -169,18 +234,25 @@ async def bench_backend(backend: str, args: argparse.Namespace, embedder: Embedd
                         embedder.embed(round_texts[i : i + settings.embed_batch_size])
                     raw_s += time.perf_counter() - started
                     started = time.perf_counter()
-                    for i in range(0, len(round_texts), args.request_docs):
-                        docs = [
-                            pb.DocumentInput(id=f"ingest{start + i + j}", text=text)
-                            for j, text in enumerate(round_texts[i : i + args.request_docs])
-                        ]
-                        request = pb.UpsertDocumentsRequest(collection="bench", documents=docs)
-                        written += (await stub.UpsertDocuments(request)).chunks_written
-                    service_s += time.perf_counter() - started
-                assert written == len(texts)
+                    for collection in ("dense_only", "with_sparse"):
+                        started = time.perf_counter()
+                        for i in range(0, len(round_texts), args.request_docs):
+                            docs = [
+                                pb.DocumentInput(id=f"ingest{start + i + j}", text=text)
+                                for j, text in enumerate(round_texts[i : i + args.request_docs])
+                            ]
+                            request = pb.UpsertDocumentsRequest(collection=collection, documents=docs)
+                            written += (await stub.UpsertDocuments(request)).chunks_written
+                        if collection == "dense_only":
+                            service_s += time.perf_counter() - started
+                        else:
+                            sparse_s += time.perf_counter() - started
+                assert written == 2 * len(texts)
                 out["raw_embed_per_s"] = len(texts) / raw_s
-                out["service_ingest_per_s"] = written / service_s
+                out["service_ingest_per_s"] = len(texts) / service_s
                 out["ingest_ratio"] = out["service_ingest_per_s"] / out["raw_embed_per_s"]
+                out["sparse_ingest_per_s"] = len(texts) / sparse_s
+                out["sparse_ingest_ratio"] = out["sparse_ingest_per_s"] / out["service_ingest_per_s"]
         finally:
             await running.stop()
     return out
@@ -197,9 +269,16 @@ LABELS = [
     ("recall_at_10", "recall@10 vs exact (>= 0.95)", "{:.3f}"),
     ("filtered_p95_ms", "filtered search p95 (10%), ms", "{:.2f}"),
     ("filtered_recall_at_10", "filtered recall@10", "{:.3f}"),
+    ("sparse_encode_per_s", "sparse encoder, texts/s", "{:,.0f}"),
+    ("dense_p95_ms", "dense search p95, ms", "{:.2f}"),
+    ("sparse_p95_ms", "sparse search p95, ms", "{:.2f}"),
+    ("hybrid_p95_ms", "hybrid search p95, ms", "{:.2f}"),
+    ("hybrid_over_dense_p95", "hybrid / dense p95 (<= 2)", "{:.2f}"),
     ("raw_embed_per_s", "raw embedder, texts/s", "{:.1f}"),
     ("service_ingest_per_s", "ingest via gRPC, chunks/s", "{:.1f}"),
     ("ingest_ratio", "ingest / raw embedder (>= 0.8)", "{:.2f}"),
+    ("sparse_ingest_per_s", "ingest with sparse, chunks/s", "{:.1f}"),
+    ("sparse_ingest_ratio", "with sparse / dense-only (>= 0.85)", "{:.2f}"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Generate the Python gRPC stubs for proto/ragway/v1/*.proto into services/v1 (= ragway.v1).
+"""Generate the Python gRPC stubs for proto/ragway/v1/*.proto into services/ragway/v1 (= ragway.v1).
 
 One script shared by the Makefile, CI and the Dockerfiles; the output is git-ignored. It only
 rewrites stubs older than their .proto, so it is cheap to run before every command.
@@ -15,7 +15,7 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
-OUT_DIR = ROOT / "services" / "v1"
+OUT_DIR = ROOT / "services" / "ragway" / "v1"
 
 
 def main() -> int:

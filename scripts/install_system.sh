@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: Chromium for the browser tests. Idempotent; skipped when present.
+# Debian packages the tests and benchmarks need: Chromium for the browser tests, the Python 3.11
+# documentation (HTML, /usr/share/doc/python3.11/html) as the real corpus of bench/rag_eval.py.
+# Idempotent; skipped when present.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -f /usr/share/doc/python3.11/html/library/index.html ] || need+=(python3.11-doc)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "install_system: missing ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2

@@ -176,3 +176,12 @@ def gateway_pg(
 def any_gateway(request: pytest.FixtureRequest) -> Gateway:
     """The same test against a gateway on SQLite and one on PostgreSQL."""
     return request.getfixturevalue("gateway" if request.param == "sqlite" else "gateway_pg")  # type: ignore[no-any-return]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the real engine — through `model_service` directly, through a
+    gateway, or by starting a model service of its own — so `pytest -m "not engine"` is the fast tier."""
+    engines = {"model_service", "own_model"}
+    for item in items:
+        if engines & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.engine)

@@ -1,20 +1,28 @@
-"""The package list in pyproject.toml names every package under services/ (package-dir mapping
-turns off setuptools' discovery, so a forgotten one would be missing from a non-editable install)."""
+"""The package is laid out the ordinary way: services/ is the source root and every import names its
+file, so setuptools' discovery (not a hand-kept list) finds every package a wheel must carry."""
 
 from __future__ import annotations
 
-import tomllib
+import importlib
 from pathlib import Path
 
+from setuptools import find_packages
+
 ROOT = Path(__file__).resolve().parents[1]
+SOURCE_ROOT = ROOT / "services"
 
 
-def test_every_package_is_listed() -> None:
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    services = ROOT / "services"
-    found = {
-        ".".join(["ragway", *init.parent.relative_to(services).parts])
-        for init in services.rglob("__init__.py")
+def test_every_package_folder_is_discovered() -> None:
+    discovered = set(find_packages(where=str(SOURCE_ROOT), include=["ragway*"]))
+    folders = {
+        ".".join(init.parent.relative_to(SOURCE_ROOT).parts)
+        for init in SOURCE_ROOT.rglob("__init__.py")
         if "__pycache__" not in init.parts
     }
-    assert found == listed
+    assert folders == discovered
+    assert {"ragway.gateway", "ragway.model", "ragway.retrieval", "ragway.v1"} <= discovered
+
+
+def test_import_path_is_the_file_path() -> None:
+    module = importlib.import_module("ragway.gateway.billing")
+    assert Path(module.__file__ or "").resolve() == SOURCE_ROOT / "ragway" / "gateway" / "billing.py"

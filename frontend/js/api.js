@@ -107,18 +107,37 @@ export function createClient({ baseUrl, key }) {
     renameConversation: (id, title) => request("PATCH", `/v1/conversations/${enc(id)}`, { body: { title } }),
     deleteConversation: (id) => request("DELETE", `/v1/conversations/${enc(id)}`),
 
-    listCollections: () => request("GET", "/v1/collections"),
-    createCollection: (name) => request("POST", "/v1/collections", { body: { name } }),
-    deleteCollection: (name) => request("DELETE", `/v1/collections/${enc(name)}`),
+    // OpenAI's Files and Vector Stores APIs (a vector store is a ragway collection).
+    listVectorStores: ({ limit = 100, after = null } = {}) => {
+      const q = new URLSearchParams({ limit: String(limit), order: "desc" });
+      if (after) q.set("after", after);
+      return request("GET", `/v1/vector_stores?${q}`);
+    },
+    createVectorStore: (name) => request("POST", "/v1/vector_stores", { body: { name } }),
+    listVectorStoreFiles: (storeId, { limit = 100, after = null } = {}) => {
+      const q = new URLSearchParams({ limit: String(limit), order: "desc" });
+      if (after) q.set("after", after);
+      return request("GET", `/v1/vector_stores/${enc(storeId)}/files?${q}`);
+    },
+    getVectorStoreFile: (storeId, fileId) =>
+      request("GET", `/v1/vector_stores/${enc(storeId)}/files/${enc(fileId)}`),
+    /** Attach an uploaded file to a store; it is ingested in the background (`in_progress`). */
+    attachFile: (storeId, fileId) =>
+      request("POST", `/v1/vector_stores/${enc(storeId)}/files`, { body: { file_id: fileId } }),
+    detachFile: (storeId, fileId) =>
+      request("DELETE", `/v1/vector_stores/${enc(storeId)}/files/${enc(fileId)}`),
+    listFiles: ({ purpose = "assistants", limit = 10000 } = {}) =>
+      request("GET", `/v1/files?${new URLSearchParams({ purpose, limit: String(limit) })}`),
+    deleteFile: (fileId) => request("DELETE", `/v1/files/${enc(fileId)}`),
 
     /**
-     * Uploads one file to a collection, reporting progress as a fraction in [0, 1].
+     * Uploads one file (`POST /v1/files`), reporting progress as a fraction in [0, 1].
      * XMLHttpRequest, because fetch has no upload progress events.
      */
-    uploadDocument(collection, file, { onProgress, signal } = {}) {
+    uploadFile(file, { purpose = "assistants", onProgress, signal } = {}) {
       return new Promise((resolve, reject) => {
         const xhr = new XMLHttpRequest();
-        xhr.open("POST", `${base}/v1/collections/${enc(collection)}/documents`);
+        xhr.open("POST", `${base}/v1/files`);
         xhr.setRequestHeader("Authorization", `Bearer ${key}`);
         xhr.upload.onprogress = (e) => {
           if (e.lengthComputable && onProgress) onProgress(e.loaded / e.total);
@@ -137,7 +156,7 @@ export function createClient({ baseUrl, key }) {
           const err = body && body.error;
           const fallback = {
             413: "The file is too large.",
-            415: "This file type is not supported (use .txt, .md, .html or .pdf).",
+            415: "This file type is not supported.",
           }[xhr.status];
           reject(
             new ApiError(xhr.status, (err && err.message) || fallback || `Upload failed (${xhr.status}).`, {
@@ -151,7 +170,8 @@ export function createClient({ baseUrl, key }) {
         xhr.onabort = () => reject(new DOMException("Upload cancelled", "AbortError"));
         if (signal) signal.addEventListener("abort", () => xhr.abort(), { once: true });
         const form = new FormData();
-        form.append("files", file, file.name);
+        form.append("purpose", purpose);
+        form.append("file", file, file.name);
         xhr.send(form);
       });
     },

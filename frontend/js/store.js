@@ -1,7 +1,7 @@
 // Where the page keeps what it remembers: the API key, the gateway URL and chat settings.
 //
 // The key lives in sessionStorage (this tab only) unless the user ticks "Remember me", then in
-// localStorage. Settings and the last chosen model/collections are not secret: localStorage.
+// localStorage. Settings and the last chosen model/vector stores are not secret: localStorage.
 
 const KEY = "ragway.key";
 const API = "ragway.api";
@@ -13,7 +13,7 @@ export const DEFAULT_SETTINGS = Object.freeze({
   maxTokens: 512,
   topK: 4,
   model: "",
-  collections: [],
+  vectorStores: [], // ids of the vector stores answers draw from
   ragOpen: false,
 });
 

@@ -65,12 +65,18 @@ def conversation_id_from_url(url: str) -> str:
     return m.group(1)
 
 
-async def create_collection(page: Page, name: str) -> None:
-    """Opens the Knowledge panel and creates a collection, which is then selected for answers."""
+async def open_knowledge(page: Page) -> None:
     panel = page.locator("#rag-panel")
     if not await panel.evaluate("el => el.open"):
         await panel.locator("summary").click()
-    await page.get_by_label("New collection").fill(name)
+
+
+async def create_vector_store(page: Page, name: str) -> None:
+    """Opens the Knowledge panel and creates a vector store, which is then selected for answers
+    and shown under "Files of", ready for uploads."""
+    await open_knowledge(page)
+    await page.get_by_label("New vector store").fill(name)
     await page.get_by_role("button", name="Create").click()
-    await expect(page.get_by_label(name)).to_be_checked()
-    await expect(page.get_by_label("Upload to")).to_have_value(name)
+    await expect(page.locator("#collection-list").get_by_label(name)).to_be_checked()
+    await expect(page.get_by_label("Files of").locator("option:checked")).to_have_text(name)
+    await expect(page.locator("#dropzone")).to_be_visible()

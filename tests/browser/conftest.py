@@ -125,8 +125,13 @@ async def api(gateway_url: str, admin_key: str) -> AsyncIterator[httpx.AsyncClie
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def collection_name(api: httpx.AsyncClient) -> AsyncIterator[str]:
-    """A unique collection name; the collection is deleted after the test if the UI created it."""
+async def store_name(api: httpx.AsyncClient) -> AsyncIterator[str]:
+    """A unique vector store name; after the test, stores of that name go with their files."""
     name = f"ui_test_{uuid.uuid4().hex[:8]}"
     yield name
-    await api.delete(f"/v1/collections/{name}")
+    stores = (await api.get("/v1/vector_stores", params={"limit": 100})).json()["data"]
+    for store in (s for s in stores if s["name"] == name):
+        files = (await api.get(f"/v1/vector_stores/{store['id']}/files", params={"limit": 100})).json()
+        for f in files["data"]:
+            await api.delete(f"/v1/files/{f['id']}")
+        await api.delete(f"/v1/vector_stores/{store['id']}")

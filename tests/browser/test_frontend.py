@@ -2,8 +2,8 @@
 
 Each test is one thing a user does or must be protected from: signing in and reading a streamed
 answer, stopping a long answer (and being billed for what was generated), coming back to a
-conversation after a reload, answering from an uploaded document with a citation, markup from a
-document or a prompt staying text, and clear messages for a wrong key, 429 and 503.
+conversation after a reload, Markdown rendered safely, and clear messages for a wrong key, 429
+and 503. The Knowledge panel (vector stores and their files) is tested in test_knowledge.py.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
-from playwright.async_api import BrowserContext, FilePayload, Page, Route, expect
+from playwright.async_api import BrowserContext, Page, Route, expect
 
 from tests.browser.browser_ui import (
     ANSWER_TIMEOUT_MS,
     UI_TIMEOUT_MS,
     ask,
     conversation_id_from_url,
-    create_collection,
     last_answer,
     sign_in,
     wait_answer_finished,
@@ -114,6 +113,11 @@ async def test_stop_ends_a_long_answer_and_the_server_bills_the_partial_answer(
     last_message: dict = {}
     while time.monotonic() < deadline:
         res = await api.get(f"/v1/conversations/{conv_id}")
+        # A new conversation is written with its first exchange, once the server has seen the
+        # disconnect and settled the bill; until then it is not there yet.
+        if res.status_code == 404:
+            await asyncio.sleep(0.5)
+            continue
         assert res.status_code == 200, res.text
         messages = [m for m in res.json()["messages"] if m["role"] == "assistant"]
         if messages and messages[-1].get("usage"):
@@ -200,110 +204,6 @@ async def test_reload_restores_the_conversation_and_the_sidebar_manages_history(
     await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     await page.reload()
     await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
-
-
-FACTS = (
-    "Zorbania is a small fictional island nation in the Glimmer Sea.\n"
-    "The capital of Zorbania is Quillton.\n"
-    "Zorbania's national animal is the purple otter.\n"
-)
-
-
-async def test_upload_a_document_and_get_an_answer_with_its_citation(
-    page: Page, gateway_url: str, admin_key: str, collection_name: str, screenshot: Screenshot
-) -> None:
-    await sign_in(page, gateway_url, admin_key, temperature=0, max_tokens=48)
-    await create_collection(page, collection_name)
-
-    # Several files at once: each gets its own progress and its own result.
-    await page.locator("#file-input").set_input_files(
-        [
-            FilePayload(name="zorbania.txt", mimeType="text/plain", buffer=FACTS.encode()),
-            FilePayload(name="tool.exe", mimeType="application/octet-stream", buffer=b"MZ\x00\x01"),
-        ]
-    )
-    good = page.locator(".upload-item", has_text="zorbania.txt")
-    bad = page.locator(".upload-item", has_text="tool.exe")
-    await expect(good).to_have_attribute("data-state", "done", timeout=ANSWER_TIMEOUT_MS)
-    await expect(good.locator(".upload-status")).to_contain_text("Added")
-    await expect(bad).to_have_attribute("data-state", "error", timeout=UI_TIMEOUT_MS)
-    await expect(bad.locator(".upload-status")).to_contain_text("Failed")
-    await screenshot(page, "05-uploads")
-
-    await ask(page, "What is the capital of Zorbania?")
-    await wait_answer_finished(page)
-    answer = last_answer(page)
-    await expect(answer).to_have_attribute("data-status", "ok")
-    await expect(answer.locator(".msg-body")).to_contain_text("Quillton")
-
-    source = answer.locator(".sources-list").get_by_role("button").first
-    await expect(source).to_contain_text("[1]")
-    await source.click()
-    dialog = page.get_by_role("dialog", name=re.compile(r"Source \[1\]"))
-    await expect(dialog).to_be_visible()
-    await expect(dialog.locator("#citation-snippet")).to_contain_text("Quillton")
-    await expect(dialog).to_contain_text(collection_name)
-    await screenshot(page, "06-citation")
-    await dialog.get_by_role("button", name="Close").click()
-    await expect(dialog).to_be_hidden()
-
-
-EVIL_DOC = (
-    "Security note for the Blorvian archive.\n"
-    'Payload one: <img src=x onerror="window.__xss=1;alert(1)">\n'
-    "Payload two: <script>window.__xss=2;alert(2)</script>\n"
-    "The archive keeper of Blorvia is named Tessaly Wren.\n"
-)
-EVIL_PROMPT = (
-    'Quote the payloads of the Blorvian archive. <img src=x onerror="window.__xss=3;alert(3)"> '
-    "<script>window.__xss=4;alert(4)</script>"
-)
-
-
-async def test_markup_from_a_document_and_a_prompt_renders_as_text(
-    page: Page, page_watch, gateway_url: str, admin_key: str, collection_name: str, screenshot: Screenshot
-) -> None:
-    await sign_in(page, gateway_url, admin_key, temperature=0, max_tokens=80)
-    await create_collection(page, collection_name)
-
-    # Drag and drop the document onto the drop zone.
-    data_transfer = await page.evaluate_handle(
-        """(text) => {
-            const dt = new DataTransfer();
-            dt.items.add(new File([text], 'blorvia <b>notes</b>.txt', {type: 'text/plain'}));
-            return dt;
-        }""",
-        EVIL_DOC,
-    )
-    await page.locator("#dropzone").dispatch_event("drop", {"dataTransfer": data_transfer})
-    item = page.locator(".upload-item").first
-    await expect(item).to_have_attribute("data-state", "done", timeout=ANSWER_TIMEOUT_MS)
-    await expect(item.locator(".upload-name")).to_have_text("blorvia <b>notes</b>.txt")
-
-    await ask(page, EVIL_PROMPT)
-    await wait_answer_finished(page)
-    await expect(page.locator("article.msg-user .msg-body").last).to_have_text(EVIL_PROMPT)
-
-    answer = last_answer(page)
-    await answer.locator(".sources-list").get_by_role("button").first.click()
-    snippet = page.locator("#citation-snippet")
-    await expect(snippet).to_contain_text("<script>window.__xss=2")
-    await expect(snippet).to_contain_text('<img src=x onerror="window.__xss=1')
-    await screenshot(page, "07-markup-as-text")
-    await page.get_by_role("dialog").get_by_role("button", name="Close").click()
-
-    # Nothing ran and nothing was turned into an element.
-    assert await page.evaluate("typeof window.__xss") == "undefined"
-    assert page_watch.dialogs == []
-    for selector in ("img", "script", "iframe", "object", "embed", "svg", "b"):
-        found = page.locator(f"#messages {selector}, #upload-list {selector}, dialog {selector}")
-        assert await found.count() == 0, f"a <{selector}> element was created from text"
-    handlers = await page.evaluate(
-        """() => [...document.querySelectorAll('#messages *, #upload-list *, dialog *')]
-               .flatMap(el => [...el.attributes].map(a => a.name))
-               .filter(name => name.startsWith('on'))"""
-    )
-    assert handlers == []
 
 
 MARKDOWN_SAMPLE = """# Title

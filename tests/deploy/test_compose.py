@@ -158,3 +158,26 @@ def test_prometheus_scrapes_every_ragway_service_on_its_metrics_port(compose) ->
         assert service in compose["services"]
     mounts = compose["services"]["prometheus"]["volumes"]
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+
+
+def test_the_model_table_names_model_services_that_exist(compose) -> None:
+    """deploy/models/models.yaml is a valid model table (as the gateway reads it) whose replicas are
+    compose services listening on the model port, and the gateway mounts it where .env points."""
+    from ragway.gateway.model_table import load_model_table
+
+    services = compose["services"]
+    gateway = services["gateway"]
+    assert "./deploy/models:/etc/ragway/models:ro" in gateway["volumes"]
+    assert INTERPOLATION.fullmatch(gateway["environment"]["RAGWAY_MODELS_FILE"])
+    documented = re.search(r"^#\s+RAGWAY_MODELS_FILE=(\S+)", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    assert documented and documented.group(1) == "/etc/ragway/models/models.yaml"
+    table = load_model_table(ROOT / "deploy" / "models" / "models.yaml")
+    assert len(table.models) >= 2
+    for entry in table.models:
+        for address in entry.replicas:
+            host, port = address.rsplit(":", 1)
+            assert host in services, f"{entry.name}: no service {host}"
+            assert services[host]["environment"]["RAGWAY_MODEL_PORT"] == port
+            if host != "model":  # more models than the default come with a profile
+                assert services[host]["profiles"] == ["multi-model"]
+                assert services[host]["deploy"]["resources"]["limits"]["memory"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import helm_python
 import pytest
+import yaml
 
 from tests.deploy.helpers import CHART, NAMESPACE, RELEASE, production_values, render
 
@@ -283,3 +284,105 @@ def test_config_changes_roll_the_pods() -> None:
         for d in by_kind(changed, "Deployment")
     }
     assert all(before[name] != after[name] for name in before)
+
+
+MODELS = {
+    "models": [
+        {
+            "servedName": "small",
+            "aliases": ["gpt-4o-mini"],
+            "prices": {"prompt_per_1k": 0.0005, "completion_per_1k": 0.0015},
+            "fallbacks": ["large"],
+            "replicaCount": 2,
+        },
+        {
+            "servedName": "large",
+            "name": "/models/Qwen2.5-7B-Instruct",
+            "image": {"repository": "ragway/model-gpu"},
+            "gpu": {"count": 2},
+            "tensorParallelSize": 2,
+            "allow": ["usr_team"],
+            "resources": {"requests": {"cpu": "8", "memory": "48Gi"}, "limits": {"memory": "64Gi"}},
+        },
+    ]
+}
+
+
+def test_a_list_of_models_lints_clean() -> None:
+    report = helm_python.lint(str(CHART), MODELS, strict=True, namespace=NAMESPACE)
+    assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == [], report
+
+
+def test_each_model_gets_its_own_deployment_services_resources_and_gpus() -> None:
+    objects = render(MODELS)
+    deployments = {d["metadata"]["name"] for d in by_kind(objects, "Deployment")}
+    assert deployments == {
+        f"{RELEASE}-gateway",
+        f"{RELEASE}-model-small",
+        f"{RELEASE}-model-large",
+        f"{RELEASE}-retrieval",
+    }
+    small, large = container(objects, "model-small"), container(objects, "model-large")
+    assert "nvidia.com/gpu" not in str(small["resources"]) and small["image"] == "ragway/model-cpu:0.1.0"
+    assert (
+        large["resources"]["limits"]["nvidia.com/gpu"] == 2
+        and large["resources"]["requests"]["memory"] == "48Gi"
+    )
+    assert large["image"] == "ragway/model-gpu:0.1.0"
+    assert named(objects, "Deployment", f"{RELEASE}-model-small")["spec"]["replicas"] == 2
+    for served in ("small", "large"):
+        config = named(objects, "ConfigMap", f"{RELEASE}-model-{served}")["data"]
+        assert config["RAGWAY_MODEL_SERVED_NAME"] == served
+        deployment = named(objects, "Deployment", f"{RELEASE}-model-{served}")
+        [source] = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        assert source["configMapRef"]["name"] == f"{RELEASE}-model-{served}"
+    assert named(objects, "ConfigMap", f"{RELEASE}-model-large")["data"]["RAGWAY_MODEL_NAME"].startswith(
+        "/models/"
+    )
+
+
+def test_the_gateway_gets_the_model_table_rendered_from_the_list() -> None:
+    from ragway.gateway.model_table import parse_model_table
+
+    objects = render(MODELS)
+    gateway_config = named(objects, "ConfigMap", f"{RELEASE}-gateway")["data"]
+    assert "RAGWAY_MODEL_SERVICE_ADDR" not in gateway_config
+    path = gateway_config["RAGWAY_MODELS_FILE"]
+    gateway = named(objects, "Deployment", f"{RELEASE}-gateway")["spec"]["template"]["spec"]
+    [mount] = [m for m in gateway["containers"][0]["volumeMounts"] if m["name"] == "models"]
+    [volume] = [v for v in gateway["volumes"] if v["name"] == "models"]
+    table_map = named(objects, "ConfigMap", volume["configMap"]["name"])["data"]
+    assert path == f"{mount['mountPath']}/models.yaml" and set(table_map) == {"models.yaml"}
+    table = parse_model_table(yaml.safe_load(table_map["models.yaml"]), "chart")  # as the gateway reads it
+    by_name = {m.name: m for m in table.models}
+    assert by_name["small"].aliases == ["gpt-4o-mini"] and by_name["small"].fallbacks == ["large"]
+    assert by_name["small"].prices is not None and by_name["large"].allow == ["usr_team"]
+    for name, entry in by_name.items():
+        [address] = entry.replicas
+        service_name = f"{RELEASE}-model-{name}-headless"
+        assert address == f"dns:///{service_name}.{NAMESPACE}.svc.cluster.local:50051"
+        pods = named(objects, "Deployment", f"{RELEASE}-model-{name}")["spec"]["template"]
+        assert selects(
+            named(objects, "Service", service_name)["spec"]["selector"], pods["metadata"]["labels"]
+        )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m[1].update(servedName="small"), "servedName small is given twice"),
+        (lambda m: m[0].update(fallbacks=["huge"]), "fallback huge is not another model"),
+        (lambda m: m[1].update(gpu={"count": 1}), "models[large]: tensorParallelSize"),
+    ],
+)
+def test_a_broken_list_of_models_is_refused(change: Any, message: str) -> None:
+    values = {"models": [dict(m) for m in MODELS["models"]]}
+    change(values["models"])
+    with pytest.raises(helm_python.HelmError) as caught:
+        render(values)
+    assert message in str(caught.value)
+
+
+def test_schema_rejects_a_model_name_kubernetes_cannot_use() -> None:
+    with helm_python.Chart.load(str(CHART)) as chart, pytest.raises(helm_python.HelmValuesError):
+        chart.validate_schema(chart.merge_values({"models": [{"servedName": "Small_1"}]}))

@@ -12,9 +12,10 @@ import openai
 import pytest
 
 from tests.conftest import MODEL_NAME, Gateway, ModelService
-from tests.model.helpers import metric
 from tests.utils.db import money, rows
 from tests.utils.factories import make_account
+from tests.utils.metrics import metric
+from tests.utils.minutes import wait_for_a_fresh_minute
 
 # Default price: 0.5 credits per 1M prompt tokens, 1.5 per 1M completion tokens (micro-credits per token).
 PROMPT_PRICE, COMPLETION_PRICE = 0.5, 1.5
@@ -75,6 +76,7 @@ async def test_dropped_stream_is_billed_for_partial_tokens_and_aborted(
         "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
         "max_tokens": 1000,
         "stream": True,
+        "store": True,
     }
     chunk_count = 0
     async with httpx.AsyncClient(base_url=gateway.url, headers=account.headers, timeout=60) as http:
@@ -105,9 +107,40 @@ async def test_dropped_stream_is_billed_for_partial_tokens_and_aborted(
     assert last["status"] == "aborted" and last["content"]
 
 
+async def test_dropped_non_streaming_request_aborts_in_the_engine_and_is_billed(
+    gateway: Gateway, model_service: ModelService
+) -> None:
+    account = make_account(gateway.url, gateway.admin_key)
+    body = {
+        "model": MODEL_NAME,
+        "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
+        "max_tokens": 1000,
+    }
+    async with httpx.AsyncClient(base_url=gateway.url, headers=account.headers, timeout=4) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post("/v1/chat/completions", json=body)
+    # The client hung up: within 2 s nothing of it runs in the engine any more.
+    deadline = time.monotonic() + 2
+    while metric(model_service.metrics_url, "ragway_model_engine_unfinished_requests") > 0:
+        assert time.monotonic() < deadline, "the engine kept generating after the client left"
+        await asyncio.sleep(0.05)
+    for _ in range(50):
+        records = rows(
+            gateway.database_url,
+            "SELECT completion_tokens, status FROM usage_records WHERE user_id = :u",
+            u=account.user_id,
+        )
+        if records:
+            break
+        await asyncio.sleep(0.1)
+    [(completion_tokens, status)] = records
+    assert status == "aborted" and 0 < completion_tokens < 1000, "billed for the tokens it generated"
+
+
 def test_rpm_limit_is_rate_limit_error_with_retry_after(gateway: Gateway) -> None:
     account = make_account(gateway.url, gateway.admin_key, rpm_limit=2)
     client = account.openai()
+    time.sleep(wait_for_a_fresh_minute(20))
     for _ in range(2):
         client.chat.completions.create(
             model=MODEL_NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=2

@@ -16,7 +16,7 @@ from tests.utils.factories import make_account
 
 
 def ask(client: openai.OpenAI, text: str, **extra: object):  # type: ignore[no-untyped-def]
-    options = {"temperature": 0, "max_tokens": 30, **extra}
+    options = {"temperature": 0, "max_tokens": 30, "store": True, **extra}
     return client.chat.completions.create(
         model=MODEL_NAME, messages=[{"role": "user", "content": text}], **options
     )
@@ -55,7 +55,7 @@ def test_continuing_a_conversation_sends_the_history(
 def test_new_conversation_id_comes_back_in_header_and_body(any_gateway: Gateway) -> None:
     account = make_account(any_gateway.url, any_gateway.admin_key)
     raw = account.openai().chat.completions.with_raw_response.create(
-        model=MODEL_NAME, messages=[{"role": "user", "content": "Hello!"}], max_tokens=5
+        model=MODEL_NAME, messages=[{"role": "user", "content": "Hello!"}], max_tokens=5, store=True
     )
     assert raw.headers["x-conversation-id"] == raw.parse().model_extra["conversation_id"]  # type: ignore[index]
 
@@ -92,6 +92,17 @@ def test_another_users_conversation_is_not_found(any_gateway: Gateway) -> None:
         assert conversation_id not in {c["id"] for c in http.get("/v1/conversations").json()["data"]}
     with alice.http() as http:
         assert http.get(f"/v1/conversations/{conversation_id}").status_code == 200
+
+
+def test_exchanges_are_not_stored_unless_asked(gateway: Gateway) -> None:
+    """As in OpenAI's API, `store` defaults to false: no conversation, no history."""
+    account = make_account(gateway.url, gateway.admin_key)
+    reply = account.openai().chat.completions.create(
+        model=MODEL_NAME, messages=[{"role": "user", "content": "Hello"}], max_tokens=3
+    )
+    assert "conversation_id" not in (reply.model_extra or {})
+    with account.http() as http:
+        assert http.get("/v1/conversations").json()["data"] == []
 
 
 def test_store_false_keeps_no_history(gateway: Gateway) -> None:

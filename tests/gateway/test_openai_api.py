@@ -17,7 +17,11 @@ def account(gateway: Gateway) -> Account:
 
 def test_models_lists_the_served_model(account: Account) -> None:
     models = account.openai().models.list()
-    assert [m.id for m in models.data] == [MODEL_NAME]
+    by_mode: dict[str, list[str]] = {}
+    for m in models.data:
+        by_mode.setdefault((m.model_extra or {}).get("mode", "chat"), []).append(m.id)
+    # The chat model, and the retrieval service's embedder that /v1/embeddings routes to.
+    assert by_mode == {"chat": [MODEL_NAME], "embedding": ["all-MiniLM-L6-v2"]}
     assert account.openai().models.retrieve(MODEL_NAME).id == MODEL_NAME
 
 

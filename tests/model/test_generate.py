@@ -10,7 +10,8 @@ import pytest
 
 from ragway.v1 import model_pb2 as pb
 from tests.conftest import MODEL_MAX_RUNNING, MODEL_MAX_WAITING, ModelService
-from tests.model.helpers import chat_request, collect, metric
+from tests.model.helpers import chat_request, collect
+from tests.utils.metrics import metric
 
 
 async def test_greedy_answer_is_correct(stub) -> None:  # type: ignore[no-untyped-def]

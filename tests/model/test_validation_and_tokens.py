@@ -88,8 +88,20 @@ async def test_chat_tokenize_matches_generate_prompt(stub) -> None:  # type: ign
 async def test_model_info_describes_the_engine(stub) -> None:  # type: ignore[no-untyped-def]
     info = await stub.GetModelInfo(pb.GetModelInfoRequest())
     assert info.name == MODEL_NAME
-    assert (info.engine, info.dtype, info.device) == ("vllm", "float16", "cpu")
+    assert (info.engine, info.device) == ("vllm", "cpu")
     assert info.engine_version and info.max_model_len == 4096
+
+
+async def test_model_info_says_which_dtype_auto_chose_and_why(stub) -> None:  # type: ignore[no-untyped-def]
+    """dtype=auto on the CPU is the probe's choice: a correct dtype, the fastest correct one."""
+    info = await stub.GetModelInfo(pb.GetModelInfoRequest())
+    assert info.dtype_source in ("probe", "probe-cache")
+    assert info.dtype_reason.startswith(f"fastest correct dtype on this CPU: {info.dtype}")
+    measured = {m.dtype: m for m in info.dtype_measurements}
+    assert set(measured) == {"float32", "bfloat16", "float16"}
+    assert measured[info.dtype].correct and measured["float32"].correct
+    fastest = max((m for m in measured.values() if m.correct), key=lambda m: m.tokens_per_s)
+    assert fastest.dtype == info.dtype
 
 
 async def test_health_not_serving_before_engine_ready_then_serving(model_service: ModelService) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from ragway.v1 import retrieval_pb2, retrieval_pb2_grpc
 from tests.conftest import MODEL_NAME, Gateway, RetrievalService
+from tests.utils.db import rows
 from tests.utils.documents import minimal_pdf
 from tests.utils.factories import Account, make_account
 from tests.utils.processes import RAGWAY
@@ -30,6 +31,24 @@ def ask(account: Account, question: str, collection: str, **rag: object) -> dict
         "temperature": 0,
         "max_tokens": 40,
         "rag": {"collections": [collection], "top_k": 2, **rag},
+        "store": True,
+    }
+    with account.http() as http:
+        response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def ask_follow_up(account: Account, conversation_id: str, collection: str, **rag: object) -> dict:  # type: ignore[type-arg]
+    """ "When is it eaten?" in a stored conversation, grounded on the one best chunk."""
+    body = {
+        "model": MODEL_NAME,
+        "messages": [{"role": "user", "content": "When is it eaten?"}],
+        "max_tokens": 30,
+        "temperature": 0,
+        "rag": {"collections": [collection], "top_k": 1, **rag},
+        "conversation_id": conversation_id,
+        "store": True,
     }
     with account.http() as http:
         response = http.post("/v1/chat/completions", json=body)
@@ -105,6 +124,89 @@ def test_history_keeps_citations(account: Account) -> None:
     with account.http() as http:
         stored = http.get(f"/v1/conversations/{answer['conversation_id']}").json()["messages"][-1]
     assert stored["citations"] == answer["citations"]
+
+
+def test_a_rag_conversation_reuses_the_prefix_cache_turn_after_turn(account: Account) -> None:
+    """Turn N+1's prompt begins with exactly what turn N sent plus its answer, so vLLM's prefix
+    cache serves it: turn 3 finds at least 90% of turn 2's prompt already computed. The system
+    prompt is long, as a deployment's house rules are: vLLM caches whole blocks (128 tokens on the
+    CPU), so on a 300-token prompt the last partial block alone would be more than 10%."""
+    system = " ".join(
+        f"Rule {n}: answer briefly, cite the sources you use, and stay polite." for n in range(80)
+    )
+    collection = new_collection(account)
+    add_facts(account, collection)
+    conversation = None
+    usages = []
+    for question in ("Where is Veltravia?", "What is its capital?", "And what does the moonfish eat?"):
+        body = {
+            "model": MODEL_NAME,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": question},
+            ],
+            "temperature": 0,
+            "max_tokens": 24,
+            "rag": {"collections": [collection], "top_k": 2},
+            "store": True,
+        }
+        if conversation:
+            body["conversation_id"] = conversation
+        with account.http() as http:
+            reply = http.post("/v1/chat/completions", json=body)
+        assert reply.status_code == 200, reply.text
+        conversation = reply.json()["conversation_id"]
+        usages.append(reply.json()["usage"])
+    turn2, turn3 = usages[1], usages[2]
+    assert turn3["prompt_tokens"] > turn2["prompt_tokens"]
+    assert turn3["prompt_tokens_details"]["cached_tokens"] >= 0.9 * turn2["prompt_tokens"], usages
+
+
+def test_a_follow_up_question_finds_the_page_its_conversation_is_about(account: Account) -> None:
+    """ "When is it eaten?" names nothing; the turn before it named tarnel bread."""
+    collection = new_collection(account)
+    foods = {
+        "tarnel": "Tarnel bread is baked with blue salt. People eat it only during the Festival of Lanterns.",
+        "sorvel": "When is sorvel cheese eaten? It is eaten at breakfast in the northern valleys.",
+        "plum": "Plum dumplings: when are they eaten? They are eaten cold, on summer afternoons.",
+    }
+    with account.http() as http:
+        added = http.post(
+            f"/v1/collections/{collection}/documents",
+            json={"documents": [{"id": k, "text": v} for k, v in foods.items()]},
+        )
+        assert added.status_code == 200, added.text
+        alone = http.post(
+            f"/v1/collections/{collection}/search", json={"query": "When is it eaten?", "top_k": 1}
+        )
+    assert alone.json()["data"][0]["document_id"] != "tarnel", "the follow-up alone must not find the page"
+    first = ask(account, "Tell me about tarnel bread.", collection, top_k=1)
+    follow = ask_follow_up(account, first["conversation_id"], collection)
+    assert [c["document_id"] for c in follow["citations"]] == ["tarnel"]
+
+
+def test_the_models_query_rewrite_is_billed_to_the_caller(gateway: Gateway, account: Account) -> None:
+    """rewrite_query runs the served model on the caller's behalf: in chat's `rag` and in a vector
+    store search, it is reserved and billed like the caller's own requests, under its own label."""
+    collection = new_collection(account)
+    add_facts(account, collection)
+    first = ask(account, "Tell me about tarnel bread.", collection, top_k=1)
+    ask_follow_up(account, first["conversation_id"], collection, rewrite_query=True)
+    with account.http() as http:
+        store = http.post("/v1/vector_stores", json={"name": "rewrites"}).json()["id"]
+        found = http.post(
+            f"/v1/vector_stores/{store}/search", json={"query": "tarnel bread, when?", "rewrite_query": True}
+        )
+    assert found.status_code == 200, found.text
+    assert len(found.json()["search_query"]) == 1 and found.json()["search_query"][0].strip()
+    rewrites = rows(
+        gateway.database_url,
+        "SELECT prompt_tokens, completion_tokens, cost FROM usage_records"
+        " WHERE user_id = :u AND endpoint = 'query_rewrite'",
+        u=account.user_id,
+    )
+    assert len(rewrites) == 2, rewrites
+    assert all(prompt > 10 and completion > 0 and cost > 0 for prompt, completion, cost in rewrites)
 
 
 def test_streamed_rag_answer_sends_citations_before_done(account: Account) -> None:

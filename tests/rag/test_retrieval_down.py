@@ -52,7 +52,12 @@ def test_rag_is_503_and_plain_chat_works(gateway_without_retrieval: Gateway) -> 
         assert search.status_code == 503
         plain = http.post(
             "/v1/chat/completions",
-            json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 5},
+            json={
+                "model": MODEL_NAME,
+                "messages": [{"role": "user", "content": "Say hi."}],
+                "max_tokens": 5,
+                "store": True,
+            },
         )
         assert plain.status_code == 200
         assert http.get("/v1/conversations").json()["data"]

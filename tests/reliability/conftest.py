@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,18 +80,7 @@ def rss_bytes(process_id: int) -> int:
 
 def kill_hard(service: Service) -> None:
     """SIGKILL a service and every process it started, as an OOM kill of its container would."""
-    try:
-        children = psutil.Process(service.process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    service.process.send_signal(signal.SIGKILL)
-    service.process.wait(10)
-    for child in children:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(children, timeout=10)
+    service.stop(signal.SIGKILL)
 
 
 @dataclass
@@ -101,6 +91,7 @@ class OwnModel:
     metrics_port: int
     service: Service | None = None
     starts: int = 0
+    name: str = "rel-model"  # of its log files
 
     @property
     def address(self) -> str:
@@ -113,7 +104,7 @@ class OwnModel:
     def start(self) -> Service:
         self.starts += 1
         self.service = start(
-            f"rel-model-{self.starts}",
+            f"{self.name}-{self.starts}",
             "model",
             {
                 "RAGWAY_MODEL_PORT": str(self.port),
@@ -140,6 +131,16 @@ class OwnModel:
     def stop(self) -> None:
         if self.service is not None and self.service.alive():
             self.service.stop()
+
+    @contextmanager
+    def running(self) -> Iterator[OwnModel]:
+        """Started and SERVING for the block, stopped after it."""
+        self.start()
+        try:
+            self.wait_serving()
+            yield self
+        finally:
+            self.stop()
 
 
 @dataclass
@@ -178,13 +179,8 @@ class OwnRetrieval:
 
 @pytest.fixture(scope="package")
 def own_model() -> Iterator[OwnModel]:
-    model = OwnModel(free_port(), free_port())
-    model.start()
-    try:
-        model.wait_serving()
+    with OwnModel(free_port(), free_port()).running() as model:
         yield model
-    finally:
-        model.stop()
 
 
 @pytest.fixture(scope="package")

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from ragway.gateway.rag import CLOSE, OPEN, Source, Sources
+from ragway.gateway.clients.retrieval import RetrievedChunk
+from ragway.gateway.rag.grounding import CLOSE, OPEN, Sources
 from tests.conftest import MODEL_NAME, Gateway, ModelService, RetrievalService, start_gateway
 from tests.reliability.conftest import Figures
 from tests.utils.factories import make_account
@@ -182,9 +183,8 @@ def test_injected_instructions_stay_inside_the_sources_block(gateway: Gateway) -
         }
     # The prompt exactly as the gateway assembles the newest user turn from these hits.
     sources = Sources(
-        [
-            Source(
-                index=h["index"],
+        tuple(
+            RetrievedChunk(
                 collection="shop",
                 document_id=h["document_id"],
                 chunk_index=h["chunk_index"],
@@ -192,7 +192,7 @@ def test_injected_instructions_stay_inside_the_sources_block(gateway: Gateway) -
                 text=chunks[h["document_id"]][h["chunk_index"]]["text"],
             )
             for h in hits["data"]
-        ]
+        )
     )
     prompt = sources.wrap_question("How long does shipping take?")
     assert prompt.count(OPEN) == 1 and prompt.count(CLOSE) == 1

@@ -38,6 +38,12 @@ from tests.utils.factories import Account, make_account
 ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/chat/completions"): "body",
     ("POST", "/v1/completions"): "open",
+    ("POST", "/v1/responses"): "body",
+    ("GET", "/v1/responses/{response_id}"): "owned",
+    ("DELETE", "/v1/responses/{response_id}"): "owned",
+    ("GET", "/v1/responses/{response_id}/input_items"): "owned",
+    ("POST", "/tokenize"): "open",
+    ("POST", "/detokenize"): "open",
     ("GET", "/v1/models"): "open",
     ("GET", "/v1/models/{model_id:path}"): "open",
     ("POST", "/v1/embeddings"): "open",
@@ -55,8 +61,30 @@ ROUTES: dict[tuple[str, str], str] = {
     ("PUT", "/v1/collections/{name}/documents/{document_id:path}"): "owned",
     ("DELETE", "/v1/collections/{name}/documents/{document_id:path}"): "owned",
     ("POST", "/v1/collections/{name}/search"): "owned",
+    ("POST", "/v1/files"): "self",
+    ("GET", "/v1/files"): "listing",
+    ("GET", "/v1/files/{file_id}"): "owned",
+    ("GET", "/v1/files/{file_id}/content"): "owned",
+    ("DELETE", "/v1/files/{file_id}"): "owned",
+    ("POST", "/v1/vector_stores"): "body",
+    ("GET", "/v1/vector_stores"): "listing",
+    ("GET", "/v1/vector_stores/{vector_store_id}"): "owned",
+    ("POST", "/v1/vector_stores/{vector_store_id}"): "owned",
+    ("DELETE", "/v1/vector_stores/{vector_store_id}"): "owned",
+    ("POST", "/v1/vector_stores/{vector_store_id}/search"): "owned",
+    ("POST", "/v1/vector_stores/{vector_store_id}/files"): "owned",
+    ("GET", "/v1/vector_stores/{vector_store_id}/files"): "owned",
+    ("GET", "/v1/vector_stores/{vector_store_id}/files/{file_id}"): "owned",
+    ("POST", "/v1/vector_stores/{vector_store_id}/files/{file_id}"): "owned",
+    ("DELETE", "/v1/vector_stores/{vector_store_id}/files/{file_id}"): "owned",
+    ("GET", "/v1/vector_stores/{vector_store_id}/files/{file_id}/content"): "owned",
+    ("POST", "/v1/vector_stores/{vector_store_id}/file_batches"): "owned",
+    ("GET", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}"): "owned",
+    ("POST", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel"): "owned",
+    ("GET", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/files"): "owned",
     ("GET", "/v1/me"): "self",
     ("GET", "/v1/usage"): "self",
+    ("GET", "/v1/admin/usage"): "admin",
     ("POST", "/v1/admin/users"): "admin",
     ("GET", "/v1/admin/users"): "admin",
     ("GET", "/v1/admin/users/{user_id}"): "admin",
@@ -103,6 +131,10 @@ class World:
     collection: str
     document: str
     secret_text: str
+    vector_store: str = ""
+    file: str = ""
+    batch: str = ""
+    response: str = ""
 
 
 def _fill(path: str, world: World) -> str:
@@ -113,6 +145,10 @@ def _fill(path: str, world: World) -> str:
         "user_id": world.a.user_id,
         "key_id": world.a.key_id,
         "model_id": MODEL_NAME,
+        "vector_store_id": world.vector_store,
+        "file_id": world.file,
+        "batch_id": world.batch,
+        "response_id": world.response,
     }
     return re.sub(r"\{(\w+)(:path)?\}", lambda m: values[m.group(1)], path)
 
@@ -125,6 +161,14 @@ def _body(method: str, path: str, world: World) -> dict[str, Any] | None:
             "max_tokens": 1,
         },
         ("POST", "/v1/completions"): {"model": MODEL_NAME, "prompt": "hi", "max_tokens": 1},
+        ("POST", "/v1/responses"): {
+            "model": MODEL_NAME,
+            "input": "hi",
+            "max_output_tokens": 16,
+            "previous_response_id": world.response,
+        },
+        ("POST", "/tokenize"): {"model": MODEL_NAME, "prompt": "hi"},
+        ("POST", "/detokenize"): {"model": MODEL_NAME, "tokens": [1, 2]},
         ("POST", "/v1/embeddings"): {"model": "all-MiniLM-L6-v2", "input": "hi"},
         ("PATCH", "/v1/conversations/{conversation_id}"): {"title": "taken over"},
         ("POST", "/v1/collections"): {"name": f"c{uuid.uuid4().hex[:8]}"},
@@ -135,6 +179,12 @@ def _body(method: str, path: str, world: World) -> dict[str, Any] | None:
         ("POST", "/v1/admin/users/{user_id}/credits"): {"amount": 1e6},
         ("POST", "/v1/admin/keys"): {"user_id": world.b.user_id},
         ("PATCH", "/v1/admin/keys/{key_id}"): {"rpm_limit": 1},
+        ("POST", "/v1/vector_stores"): {"name": "B's", "file_ids": [world.file]},
+        ("POST", "/v1/vector_stores/{vector_store_id}"): {"name": "taken over"},
+        ("POST", "/v1/vector_stores/{vector_store_id}/search"): {"query": "launch codes"},
+        ("POST", "/v1/vector_stores/{vector_store_id}/files"): {"file_id": world.file},
+        ("POST", "/v1/vector_stores/{vector_store_id}/files/{file_id}"): {"attributes": {"owner": "b"}},
+        ("POST", "/v1/vector_stores/{vector_store_id}/file_batches"): {"file_ids": [world.file]},
     }
     return bodies.get((method, path))
 
@@ -147,7 +197,12 @@ def world(gateway: Gateway) -> Iterator[World]:
     with a.http() as http:
         reply = http.post(
             "/v1/chat/completions",
-            json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 3},
+            json={
+                "model": MODEL_NAME,
+                "messages": [{"role": "user", "content": "Say hi."}],
+                "max_tokens": 3,
+                "store": True,
+            },
         )
         assert reply.status_code == 200, reply.text
         conversation = reply.json()["conversation_id"]
@@ -157,7 +212,34 @@ def world(gateway: Gateway) -> Iterator[World]:
             json={"documents": [{"id": "codes", "text": secret, "metadata": {"owner": "a", "tier": 1}}]},
         )
         assert added.status_code == 200, added.text
-    yield World(gateway, a, b, conversation, "private", "codes", secret)
+        uploaded = http.post(
+            "/v1/files", files={"file": ("codes.txt", secret.encode())}, data={"purpose": "assistants"}
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        file_id = uploaded.json()["id"]
+        store = http.post("/v1/vector_stores", json={"name": "private", "file_ids": [file_id]})
+        assert store.status_code == 200, store.text
+        batch = http.post(
+            f"/v1/vector_stores/{store.json()['id']}/file_batches", json={"file_ids": [file_id]}
+        )
+        assert batch.status_code == 200, batch.text
+        response = http.post(
+            "/v1/responses", json={"model": MODEL_NAME, "input": "Say hi.", "max_output_tokens": 16}
+        )
+        assert response.status_code == 200, response.text
+    yield World(
+        gateway,
+        a,
+        b,
+        conversation,
+        "private",
+        "codes",
+        secret,
+        store.json()["id"],
+        file_id,
+        batch.json()["id"],
+        response.json()["id"],
+    )
 
 
 def _call(http: httpx.Client, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
@@ -182,6 +264,20 @@ def test_user_b_gets_404_for_every_object_of_user_a(world: World, figures: Figur
         # Objects named in the body: A's conversation, A's collection for RAG.
         chat = _body("POST", "/v1/chat/completions", world)
         assert chat is not None
+        # A's file named in the body of B's new vector store.
+        _assert_openai_error(
+            b.post("/v1/vector_stores", json=_body("POST", "/v1/vector_stores", world)),
+            404,
+            "B store of A's file",
+        )
+        checked += 1
+        # A's response continued by B.
+        _assert_openai_error(
+            b.post("/v1/responses", json=_body("POST", "/v1/responses", world)),
+            404,
+            "B continues A's response",
+        )
+        checked += 1
         for extra in ({"conversation_id": world.conversation}, {"rag": {"collections": [world.collection]}}):
             _assert_openai_error(
                 b.post("/v1/chat/completions", json={**chat, **extra}), 404, f"B chat {extra}"
@@ -190,6 +286,8 @@ def test_user_b_gets_404_for_every_object_of_user_a(world: World, figures: Figur
         # Listings show B's own objects only.
         assert b.get("/v1/conversations").json()["data"] == []
         assert b.get("/v1/collections").json()["data"] == []
+        assert b.get("/v1/files").json()["data"] == []
+        assert b.get("/v1/vector_stores").json()["data"] == []
         assert b.get("/v1/me").json()["id"] == world.b.user_id
         assert b.get("/v1/usage").json()["data"] == []
         checked += 4

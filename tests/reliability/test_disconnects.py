@@ -15,10 +15,10 @@ import time
 import httpx
 
 from tests.conftest import MODEL_NAME, Gateway, ModelService
-from tests.model.helpers import metric
 from tests.reliability.conftest import Figures
 from tests.utils.db import rows
 from tests.utils.factories import make_account
+from tests.utils.metrics import metric
 
 ROUNDS, PER_ROUND = 5, 10
 MAX_TOKENS = 400

@@ -1,6 +1,7 @@
-"""SIGTERM to the gateway during 8 streams: they all finish, new requests are refused meanwhile,
-and the process exits within its grace period. (The model service's drain is the last test of
-test_faults.py, on the suite's own engine.)"""
+"""SIGTERM to the gateway during 8 streams: they all finish, new requests are refused meanwhile
+(503 with Retry-After while the streams run, so a client or load balancer knows to retry elsewhere;
+a refused connection once the gateway has closed), and the process exits within its grace period.
+(The model service's drain is the last test of test_faults.py, on the suite's own engine.)"""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ async def test_sigterm_to_the_gateway_drains_8_streams(
         account = make_account(gw.url, gw.admin_key)
         results = [StreamResult() for _ in range(8)]
         refused: list[str] = []
+        retry_after: list[str | None] = []
         async with httpx.AsyncClient(base_url=gw.url, headers=account.headers, timeout=60) as http:
             tasks = [
                 asyncio.create_task(stream_chat(http, f"Count from {i} to {i + 20}.", 24, r, temperature=0))
@@ -56,6 +58,8 @@ async def test_sigterm_to_the_gateway_drains_8_streams(
                             json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "hi"}]},
                         )
                     refused.append(str(late.status_code))
+                    if late.status_code == 503:
+                        retry_after.append(late.headers.get("retry-after"))
                 except httpx.ConnectError:
                     refused.append("connection refused")
                 await asyncio.sleep(0.2)
@@ -67,6 +71,8 @@ async def test_sigterm_to_the_gateway_drains_8_streams(
     for r in results:
         assert r.done, f"a stream was cut by the drain: {r.events[-2:]} {r.error}"
     assert refused and all(outcome in ("connection refused", "503") for outcome in refused), refused
+    assert "503" in refused, "the gateway keeps answering while its streams drain"
+    assert all(value is not None and int(value) >= 1 for value in retry_after), retry_after
     assert exited <= GRACE_SECONDS + 3, f"the gateway took {exited:.1f} s to exit"
     figures.add(
         "drain",

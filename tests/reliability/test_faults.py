@@ -114,7 +114,9 @@ async def test_model_service_killed_under_16_streams(
     ) as http:
         tasks = [
             asyncio.create_task(
-                stream_chat(http, f"Write a very long story about the planet number {i}.", 1000, r)
+                stream_chat(
+                    http, f"Write a very long story about the planet number {i}.", 1000, r, store=True
+                )
             )
             for i, r in enumerate(results)
         ]

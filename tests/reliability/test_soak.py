@@ -52,7 +52,7 @@ class Driver:
         started = time.monotonic()
         first: float | None = None
         async with self.http.stream(
-            "POST", "/v1/chat/completions", json={**body, "stream": True}
+            "POST", "/v1/chat/completions", json={**body, "stream": True, "store": True}
         ) as response:
             if response.status_code != 200:
                 self._record(

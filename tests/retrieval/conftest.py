@@ -15,6 +15,7 @@ import pytest
 
 from ragway.retrieval.config import RetrievalSettings
 from ragway.retrieval.embedder import Embedder
+from ragway.retrieval.rerank import Reranker
 from ragway.retrieval.service import DocumentInput, Retrieval
 from ragway.retrieval.stores.base import Distance, IndexParams, VectorStore
 from tests.retrieval.corpus import TOPICS, metadata
@@ -48,6 +49,14 @@ class Backend:
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     return Embedder(batch_size=32)
+
+
+@pytest.fixture(scope="session")
+def reranker() -> Reranker:
+    """A small real cross-encoder (see tests/retrieval/cross_encoder.py)."""
+    from tests.retrieval.cross_encoder import cross_encoder_folder
+
+    return Reranker(str(cross_encoder_folder()))
 
 
 @pytest.fixture

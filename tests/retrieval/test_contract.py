@@ -12,13 +12,41 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragway.core.errors import AlreadyExists, InvalidArgument, NotFound
+from ragway.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ragway.retrieval.config import RetrievalSettings
 from ragway.retrieval.embedder import Embedder
-from ragway.retrieval.service import DocumentInput, Retrieval
-from ragway.retrieval.stores.base import Condition, Distance, Filter, IndexParams, Range, VectorStore
+from ragway.retrieval.service import DocumentInput, Mode, Retrieval, SearchOptions
+from ragway.retrieval.sparse import NAME as SPARSE_ENCODER
+from ragway.retrieval.stores.base import (
+    CollectionSpec,
+    Condition,
+    Distance,
+    Filter,
+    Fusion,
+    IndexParams,
+    Range,
+    VectorStore,
+)
 from tests.retrieval.conftest import Backend, load_corpus
 from tests.retrieval.corpus import FOOD, SCIENCE, TOPICS
+
+DENSE = SearchOptions(mode=Mode.DENSE)
+SPARSE = SearchOptions(mode=Mode.SPARSE)
+HYBRID = SearchOptions(mode=Mode.HYBRID)
+
+# Three notes a dense embedder can hardly tell apart, told apart by one exact term each.
+ERROR_NOTES = [
+    ("printer_e1342", "Printer error E1342 appears when the paper tray sensor reports a jam that is not "
+     "there; power-cycle the printer and clean the sensor."),
+    ("printer_e2719", "Printer error E2719 appears when the toner cartridge chip cannot be read; reseat "
+     "the cartridge or replace it."),
+    ("printer_e5804", "Printer error E5804 appears when the fuser unit overheats; let the printer cool down "
+     "for thirty minutes."),
+]  # fmt: skip
+
+
+def ids(hits: list) -> list[str]:
+    return [h.document_id for h in hits]
 
 
 def long_text(word: str, sentences: int) -> str:
@@ -58,9 +86,12 @@ async def test_filters_restrict_results(retrieval: Retrieval) -> None:
 async def test_score_threshold_drops_weak_hits(retrieval: Retrieval) -> None:
     await load_corpus(retrieval, "corpus")
     hits = await retrieval.search(
-        "corpus", "How is espresso coffee brewed?", 40, Filter(), score_threshold=0.5
+        "corpus", "How is espresso coffee brewed?", 40, Filter(), score_threshold=0.5, options=DENSE
     )
     assert [h.document_id for h in hits] == ["espresso"]
+    # Without a mode, a threshold keeps its cosine meaning: the search runs dense.
+    result = await retrieval.run_search("corpus", "How is espresso coffee brewed?", 40, Filter(), 0.5)
+    assert result.mode is Mode.DENSE and [h.document_id for h in result.hits] == ["espresso"]
 
 
 async def test_search_by_vector_matches_search_by_text(retrieval: Retrieval, embedder: Embedder) -> None:
@@ -236,3 +267,158 @@ def test_backends_agree_on_point_ids(tmp_path: Path) -> None:
 
     assert point_id("doc", 1, 0) == point_id("doc", 1, 0) != point_id("doc", 2, 0)
     assert np.unique([point_id("d", 1, i) for i in range(1000)]).size == 1000
+
+
+# Hybrid search: sparse (BM25) vectors beside the dense ones, fused in the store.
+
+
+async def load_errors(retrieval: Retrieval) -> None:
+    await load_corpus(retrieval, "corpus")
+    await retrieval.upsert(
+        "corpus", [DocumentInput(i, t, metadata={"category": "howto"}) for i, t in ERROR_NOTES]
+    )
+
+
+async def test_new_collections_store_sparse_vectors(retrieval: Retrieval) -> None:
+    await load_corpus(retrieval, "corpus")
+    info = await retrieval.describe_collection("corpus")
+    assert info.spec.sparse == SPARSE_ENCODER
+    assert retrieval.describe_service().sparse_encoder == SPARSE_ENCODER
+
+
+async def test_sparse_search_finds_the_exact_term(retrieval: Retrieval) -> None:
+    await load_errors(retrieval)
+    for doc_id, _ in ERROR_NOTES:
+        code = doc_id.split("_")[1].upper()
+        result = await retrieval.run_search(
+            "corpus", f"my printer shows {code}, what now?", 5, Filter(), None, SPARSE
+        )
+        assert result.mode is Mode.SPARSE and not result.fallback_reason
+        assert ids(result.hits)[0] == doc_id, (code, ids(result.hits))
+        assert result.hits[0].score > result.hits[1].score > 0
+        # The heavier weight of a rare term is the store's IDF at work: with all three notes
+        # sharing "printer", the code decides.
+        hybrid = await retrieval.run_search(
+            "corpus", f"my printer shows {code}, what now?", 5, Filter(), None,
+            SearchOptions(mode=Mode.HYBRID, sparse_weight=3.0),
+        )  # fmt: skip
+        assert hybrid.mode is Mode.HYBRID
+        assert ids(hybrid.hits)[0] == doc_id, (code, ids(hybrid.hits))
+
+
+async def test_hybrid_answers_paraphrases_like_dense(retrieval: Retrieval) -> None:
+    await load_corpus(retrieval, "corpus")
+    for topic, _, question in TOPICS:
+        result = await retrieval.run_search("corpus", question, 3, Filter(), None, HYBRID)
+        assert result.mode is Mode.HYBRID
+        assert ids(result.hits)[0] == topic, (question, ids(result.hits))
+
+
+async def test_hybrid_is_the_default_and_fuses_both_lists(retrieval: Retrieval) -> None:
+    await load_errors(retrieval)
+    question = "Printer error E5804: the fuser is too hot"
+    default = await retrieval.run_search("corpus", question, 10, Filter())
+    assert default.mode is Mode.HYBRID
+    dense = ids(await retrieval.search("corpus", question, 10, Filter(), options=DENSE))
+    sparse = ids(await retrieval.search("corpus", question, 10, Filter(), options=SPARSE))
+    fused = ids(default.hits)
+    assert set(fused) <= set(dense) | set(sparse)
+    assert fused[0] == "printer_e5804"
+    # RRF scores are sums of weight / (60 + rank): first in both lists is 2/60 on Qdrant, which
+    # counts ranks from 0, and 2/61 on Milvus, which counts from 1.
+    assert default.hits[0].score in (pytest.approx(2 / 60, rel=1e-3), pytest.approx(2 / 61, rel=1e-3))
+    # A zero weight leaves one list: the ranking is that list's.
+    only_dense = SearchOptions(mode=Mode.HYBRID, sparse_weight=0.0)
+    assert ids(await retrieval.search("corpus", question, 10, Filter(), options=only_dense)) == dense
+    dbsf = await retrieval.run_search(
+        "corpus", question, 10, Filter(), None, SearchOptions(mode=Mode.HYBRID, fusion=Fusion.DBSF)
+    )
+    assert dbsf.mode is Mode.HYBRID and ids(dbsf.hits)[0] == "printer_e5804"
+    assert all(a.score >= b.score for a, b in zip(dbsf.hits, dbsf.hits[1:], strict=False))
+
+
+async def test_hybrid_and_sparse_obey_filters(retrieval: Retrieval) -> None:
+    await load_errors(retrieval)
+    science = Filter((Condition("category", "science"),))
+    for options in (SPARSE, HYBRID):
+        hits = await retrieval.search(
+            "corpus", "printer error E2719 volcano lava", 40, science, options=options
+        )
+        assert hits and set(ids(hits)) <= SCIENCE
+        assert ids(hits)[0] == "volcano"
+
+
+async def test_sparse_search_of_stopwords_only_finds_nothing(retrieval: Retrieval) -> None:
+    await load_corpus(retrieval, "corpus")
+    assert await retrieval.search("corpus", "what is it and how", 5, Filter(), options=SPARSE) == []
+    hybrid = await retrieval.search("corpus", "what is it and how", 5, Filter(), options=HYBRID)
+    assert len(hybrid) == 5  # the dense half still answers
+
+
+async def test_replaced_documents_leave_no_sparse_terms_behind(retrieval: Retrieval) -> None:
+    await retrieval.create_collection("docs", Distance.COSINE, IndexParams())
+    await retrieval.upsert("docs", [DocumentInput("doc", "The zebracorn manual explains flux capacitors.")])
+    await retrieval.upsert("docs", [DocumentInput("other", "Bananas are yellow and sweet.")])
+    assert ids(await retrieval.search("docs", "zebracorn", 5, Filter(), options=SPARSE)) == ["doc"]
+    await retrieval.upsert("docs", [DocumentInput("doc", "A note about gardening tools.")])
+    assert await retrieval.search("docs", "zebracorn", 5, Filter(), options=SPARSE) == []
+    await retrieval.delete_documents("docs", ["doc"], Filter())
+    assert await retrieval.search("docs", "gardening", 5, Filter(), options=SPARSE) == []
+
+
+async def test_collections_without_sparse_vectors_keep_working(
+    retrieval: Retrieval, store: VectorStore
+) -> None:
+    """A collection created before hybrid search (dense only) answers dense and hybrid searches,
+    and says that hybrid fell back; sparse search there is refused with what to do."""
+    await store.create_collection(CollectionSpec("legacy", 384, embedder=retrieval.embedder.name))
+    await retrieval.upsert("legacy", [DocumentInput(t, text) for t, text, _ in TOPICS[:10]])
+    assert (await retrieval.describe_collection("legacy")).spec.sparse == ""
+    result = await retrieval.run_search("legacy", TOPICS[6][2], 3, Filter())
+    assert result.mode is Mode.DENSE and "no sparse vectors" in result.fallback_reason
+    assert ids(result.hits)[0] == TOPICS[6][0]
+    with pytest.raises(FailedPrecondition, match="recreate"):
+        await retrieval.search("legacy", TOPICS[6][2], 3, Filter(), options=SPARSE)
+
+
+async def test_collections_keep_the_sparse_encoder_version_they_were_written_with(
+    retrieval: Retrieval, store: VectorStore
+) -> None:
+    """A bm25-en-v1 collection is written and searched with v1, which keeps question words as
+    terms; new collections get v2, which drops them (NLTK's stopwords)."""
+    await store.create_collection(
+        CollectionSpec("v1", 384, embedder=retrieval.embedder.name, sparse="bm25-en-v1")
+    )
+    await retrieval.create_collection("v2", Distance.COSINE, IndexParams())
+    docs = [DocumentInput("howto", "How do I do what I should?"), DocumentInput("kiln", "A kiln fires clay.")]
+    for name in ("v1", "v2"):
+        await retrieval.upsert(name, docs)
+    question_words = await retrieval.search("v1", "how should I", 2, Filter(), options=SPARSE)
+    assert ids(question_words) == ["howto"]
+    assert await retrieval.search("v2", "how should I", 2, Filter(), options=SPARSE) == []
+    assert ids(await retrieval.search("v2", "firing clay", 2, Filter(), options=SPARSE)) == ["kiln"]
+
+
+async def test_search_parameters_trade_recall_for_speed(retrieval: Retrieval) -> None:
+    """ef (HNSW beam) and nprobe (IVF) are accepted on every backend; tiny values still answer."""
+    await retrieval.create_collection("tuned", Distance.COSINE, IndexParams(hnsw_m=8, hnsw_ef_construct=32))
+    await retrieval.upsert("tuned", [DocumentInput(t, text) for t, text, _ in TOPICS])
+    info = await retrieval.describe_collection("tuned")
+    if retrieval.store.backend == "qdrant":
+        assert (info.spec.index.hnsw_m, info.spec.index.hnsw_ef_construct) == (8, 32)
+    for options in (SearchOptions(mode=Mode.DENSE, ef=16, nprobe=4), SearchOptions(ef=4096, nprobe=64)):
+        hits = await retrieval.search("tuned", TOPICS[3][2], 3, Filter(), options=options)
+        assert ids(hits)[0] == TOPICS[3][0]
+    with pytest.raises(InvalidArgument, match="ef"):
+        await retrieval.search("tuned", "chess", 3, Filter(), options=SearchOptions(ef=100_000))
+    with pytest.raises(InvalidArgument, match="index parameters"):
+        await retrieval.create_collection("huge", Distance.COSINE, IndexParams(hnsw_m=1000))
+
+
+async def test_vector_queries_are_dense_only(retrieval: Retrieval, embedder: Embedder) -> None:
+    await load_corpus(retrieval, "corpus")
+    vector = embedder.embed([TOPICS[0][2]])[0].tolist()
+    result = await retrieval.run_search("corpus", vector, 1, Filter())
+    assert result.mode is Mode.DENSE and ids(result.hits) == [TOPICS[0][0]]
+    with pytest.raises(InvalidArgument, match="query text"):
+        await retrieval.search("corpus", vector, 1, Filter(), options=HYBRID)

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from ragway.retrieval.config import RetrievalSettings
 from ragway.retrieval.embedder import Embedder
 from ragway.retrieval.server import RunningServer, start_server
+from ragway.retrieval.sparse import NAME as SPARSE_ENCODER
 from ragway.v1 import retrieval_pb2 as pb
 from ragway.v1 import retrieval_pb2_grpc
 from tests.retrieval.corpus import TOPICS, metadata
@@ -123,10 +124,18 @@ async def test_search_with_filter_and_threshold(stub: Stub) -> None:
     assert reply.hits and all(
         h.metadata["category"] == "food" and h.metadata["year"] >= 2010 for h in reply.hits
     )
+    # Score thresholds are per mode: a cosine cut for dense search.
     reply = await stub.Search(
-        pb.SearchRequest(collection="corpus", text=TOPICS[5][2], top_k=10, score_threshold=0.45)
+        pb.SearchRequest(
+            collection="corpus",
+            text=TOPICS[5][2],
+            top_k=10,
+            score_threshold=0.45,
+            mode=pb.SEARCH_MODE_DENSE,
+        )
     )
     assert [h.document_id for h in reply.hits] == [TOPICS[5][0]]
+    assert reply.mode == pb.SEARCH_MODE_DENSE
 
 
 async def test_documents_in_every_format(stub: Stub) -> None:
@@ -173,7 +182,8 @@ async def test_metrics_count_what_happened(stub: Stub) -> None:
     await stub.Search(pb.SearchRequest(collection="metered", text="volcano"))
     assert REGISTRY.get_sample_value("ragway_retrieval_chunks_ingested_total") == before + len(TOPICS)
     assert REGISTRY.get_sample_value("ragway_retrieval_points", {"collection": "metered"}) == len(TOPICS)
-    assert (REGISTRY.get_sample_value("ragway_retrieval_search_seconds_count") or 0) >= 1
+    searches = REGISTRY.get_sample_value("ragway_retrieval_search_seconds_count", {"mode": "hybrid"})
+    assert (searches or 0) >= 1
     assert (REGISTRY.get_sample_value("ragway_retrieval_embedding_batch_seconds_count") or 0) >= 1
 
 
@@ -259,3 +269,61 @@ async def test_bad_input_gets_a_precise_status(stub: Stub) -> None:
         assert raised.value.details(), case
     info = await stub.DescribeCollection(pb.DescribeCollectionRequest(name="corpus"))
     assert info.vector_count == len(TOPICS), "refused writes must not have written anything"
+
+
+async def test_search_modes_over_the_wire(stub: Stub) -> None:
+    await load(stub)
+    question = TOPICS[12][2]
+    for mode in (pb.SEARCH_MODE_DENSE, pb.SEARCH_MODE_SPARSE, pb.SEARCH_MODE_HYBRID):
+        reply = await stub.Search(pb.SearchRequest(collection="corpus", text=question, top_k=3, mode=mode))
+        assert reply.mode == mode and not reply.fallback_reason and not reply.ranker
+        assert reply.hits[0].document_id == TOPICS[12][0]
+        assert not reply.hits[0].HasField("rerank_score")
+    weighted = pb.SearchRequest(
+        collection="corpus",
+        text=question,
+        top_k=3,
+        hybrid=pb.HybridOptions(fusion=pb.FUSION_DBSF, dense_weight=2.0, prefetch_limit=20),
+        params=pb.SearchParams(ef=64),
+    )
+    assert (await stub.Search(weighted)).hits[0].document_id == TOPICS[12][0]
+    info = await stub.DescribeCollection(pb.DescribeCollectionRequest(name="corpus"))
+    assert info.sparse_encoder == SPARSE_ENCODER
+
+
+async def test_search_options_are_checked(stub: Stub) -> None:
+    await load(stub)
+    bad = [
+        pb.SearchRequest(collection="corpus", text="x", ranking_options=pb.RankingOptions(ranker="magic")),
+        pb.SearchRequest(collection="corpus", text="x", hybrid=pb.HybridOptions(dense_weight=-1)),
+        pb.SearchRequest(collection="corpus", text="x", params=pb.SearchParams(ef=100_000)),
+        pb.SearchRequest(
+            collection="corpus", vector=pb.Vector(values=[0.1] * 384), mode=pb.SEARCH_MODE_SPARSE
+        ),
+    ]
+    for request in bad:
+        assert await status_of(stub.Search(request)) == grpc.StatusCode.INVALID_ARGUMENT
+    # No cross-encoder is configured here: asking for one is a precondition the caller can fix.
+    needs = pb.SearchRequest(
+        collection="corpus", text="x", ranking_options=pb.RankingOptions(ranker="cross-encoder")
+    )
+    assert await status_of(stub.Search(needs)) == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_describe_service_says_there_is_no_reranker(stub: Stub) -> None:
+    info = await stub.DescribeService(pb.DescribeServiceRequest())
+    assert (info.backend, info.embedder, info.sparse_encoder) == (
+        "qdrant",
+        "all-MiniLM-L6-v2",
+        SPARSE_ENCODER,
+    )
+    assert info.reranker == ""
+    assert any("no reranker" in note for note in info.notes)
+
+
+async def test_create_collection_takes_index_parameters(stub: Stub) -> None:
+    index = pb.IndexParams(hnsw_m=24, hnsw_ef_construct=200, on_disk=True)
+    info = await stub.CreateCollection(pb.CreateCollectionRequest(name="tuned", index=index))
+    assert (info.index.hnsw_m, info.index.hnsw_ef_construct, info.index.on_disk) == (24, 200, True)
+    bad = pb.CreateCollectionRequest(name="bad", index=pb.IndexParams(hnsw_m=10_000))
+    assert await status_of(stub.CreateCollection(bad)) == grpc.StatusCode.INVALID_ARGUMENT

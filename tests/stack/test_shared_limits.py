@@ -1,17 +1,23 @@
-"""Two gateway replicas sharing PostgreSQL and Redis enforce one rate limit and one balance."""
+"""Two gateway replicas sharing PostgreSQL and Redis enforce one rate limit, one token limit and one
+balance."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import Iterator
 
+import httpx
 import openai
 import psycopg
 import pytest
+import redis
 
 from tests.conftest import MODEL_NAME, Gateway, ModelService, RetrievalService, start_gateway
-from tests.utils.db import money
+from tests.utils.db import money, rows
 from tests.utils.factories import Account, make_account
+from tests.utils.minutes import wait_for_a_fresh_minute
 
 DATABASE = "ragway_replicas"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -57,6 +63,7 @@ def test_one_rpm_limit_across_two_gateways(replicas: list[Gateway]) -> None:
     first, second = replicas
     account = make_account(first.url, first.admin_key, rpm_limit=4)
     clients = [on(first, account), on(second, account)]
+    time.sleep(wait_for_a_fresh_minute(30))
     for index in range(4):
         clients[index % 2].chat.completions.create(model=MODEL_NAME, messages=HI, max_tokens=1)
     for client in clients:
@@ -89,3 +96,74 @@ async def test_one_balance_across_two_gateways(replicas: list[Gateway]) -> None:
     assert not all(results) and any(results)
     assert state["balance"] >= 0 and -state["ledger"] == state["billed"]
     assert state["records"] == sum(results)
+
+
+async def test_fifty_concurrent_requests_stay_within_one_tpm_limit_across_two_gateways(
+    replicas: list[Gateway],
+) -> None:
+    first, second = replicas
+    max_tokens = 16
+    probe = make_account(first.url, first.admin_key)
+    prompt = on(first, probe).chat.completions.create(model=MODEL_NAME, messages=HI, max_tokens=1)  # type: ignore[arg-type]
+    reservation = prompt.usage.prompt_tokens + max_tokens  # type: ignore[union-attr]
+    limit = 5 * reservation + reservation // 2  # five requests' worst case fit at once, not six
+    account = make_account(first.url, first.admin_key, tpm_limit=limit)
+    await asyncio.sleep(wait_for_a_fresh_minute(40))
+    window = int(time.time() // 60)
+    outcomes: Counter[str] = Counter()
+    unexpected: list[str] = []
+
+    async def one(http: httpx.AsyncClient) -> None:
+        started = time.monotonic()
+        try:
+            response = await http.post(
+                "/v1/chat/completions",
+                json={"model": MODEL_NAME, "messages": HI, "max_tokens": max_tokens, "temperature": 0},
+            )
+        except httpx.TimeoutException:
+            # Say which gateway and when, with the rest of the storm's outcomes, not a bare timeout.
+            outcomes["timeout"] += 1
+            unexpected.append(f"no answer from {http.base_url} after {time.monotonic() - started:.0f} s")
+            return
+        code = response.json().get("error", {}).get("code") if response.status_code != 200 else "ok"
+        outcomes[f"{response.status_code} {code}"] += 1
+        if response.status_code == 429 and code == "rate_limit_exceeded":
+            if not 1 <= int(response.headers.get("retry-after", "0")) <= 60:
+                unexpected.append(f"429 without a usable Retry-After: {response.headers}")
+        elif response.status_code != 200:
+            unexpected.append(f"{response.status_code} {response.text[:300]}")
+
+    clients = [
+        httpx.AsyncClient(base_url=g.url, headers=account.headers, timeout=120) for g in (first, second)
+    ]
+    try:
+        await asyncio.gather(*(one(clients[i % 2]) for i in range(50)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert int(time.time() // 60) == window, "the storm straddled two minutes"
+    assert not unexpected, (unexpected[:5], outcomes)
+    ok = outcomes["200 ok"]
+    deadline = time.monotonic() + 30  # settlement runs detached from the response
+    while True:
+        records = _usage(first, account.key_id)
+        if len(records) >= ok or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    used = sum(prompt_tokens + completion_tokens for prompt_tokens, completion_tokens in records)
+    counted = int(redis.Redis.from_url(REDIS_URL).get(f"ragway:rl:{account.key_id}:tpm:{window}") or 0)
+    assert len(records) == ok, "a request refused by its limit never reached the model"
+    assert ok >= 5 and outcomes["429 rate_limit_exceeded"] > 0, outcomes
+    assert used <= limit + reservation, f"{used} tokens under a limit of {limit} ({outcomes})"
+    assert counted == used, "the shared counter holds the real count once every hold is settled"
+
+
+def _usage(gateway: Gateway, key_id: str) -> list[tuple[int, int]]:
+    return [
+        (r[0], r[1])
+        for r in rows(
+            gateway.database_url,
+            "SELECT prompt_tokens, completion_tokens FROM usage_records WHERE key_id = :k",
+            k=key_id,
+        )
+    ]

@@ -17,8 +17,12 @@ from tests.conftest import MODEL_NAME
 from tests.utils.factories import make_account
 from tests.utils.processes import LOG_DIR, RAGWAY, free_port
 
+pytestmark = pytest.mark.engine  # `ragway up` starts a vLLM engine of its own
 
-def start_stack(data_dir: Path, ports: dict[str, int], log_name: str) -> subprocess.Popen[bytes]:
+
+def start_stack(
+    data_dir: Path, ports: dict[str, int], log_name: str, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "RAGWAY_DATA_DIR": str(data_dir),
@@ -28,6 +32,7 @@ def start_stack(data_dir: Path, ports: dict[str, int], log_name: str) -> subproc
         "RAGWAY_RETRIEVAL_PORT": str(ports["retrieval"]),
         "RAGWAY_RETRIEVAL_METRICS_PORT": str(ports["retrieval_metrics"]),
         "RAGWAY_MODEL_KV_CACHE_GIB": "1",
+        **(extra or {}),
     }
     env.pop("RAGWAY_ADMIN_KEY", None)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -75,6 +80,7 @@ def test_up_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
             model=MODEL_NAME,
             messages=[{"role": "user", "content": "What is the capital of France?"}],
             temperature=0,
+            store=True,
         )
         assert "Paris" in reply.choices[0].message.content
         with account.http() as http:

@@ -1,4 +1,11 @@
-"""Start ragway services as real subprocesses (as `ragway up` and production do) for tests."""
+"""Start and stop ragway services as real subprocesses (as `ragway up` and production do).
+
+The one process harness of the repository: the tests' fixtures and the benchmarks (through
+`bench/harness.py`) both start services here. A service's stdout and stderr go to one log file;
+stopping it also ends what it started (vLLM's EngineCore and workers) if it left them behind.
+Services stay in the caller's process group on purpose: `timeout pytest ...` and Ctrl-C signal
+the whole group, so a killed test run or benchmark takes its services with it.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +21,13 @@ from pathlib import Path
 
 import grpc
 import httpx
+import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 RAGWAY = str(Path(sys.executable).parent / "ragway")
 LOG_DIR = ROOT / "test-artifacts" / "logs"
+SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 def free_port() -> int:
@@ -29,7 +38,7 @@ def free_port() -> int:
 
 @dataclass
 class Service:
-    """A running `ragway <command>` process and where its log goes."""
+    """A running service process and where its log goes."""
 
     name: str
     process: subprocess.Popen[bytes]
@@ -42,6 +51,13 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Send `sig` (SIGKILL after `timeout`), then SIGKILL whatever it started that is still
+        running; the service's exit code (negative: the signal that ended it)."""
+        try:
+            # Listed first: once the service has exited, its orphans no longer lead back to it.
+            descendants = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            descendants = []
         if self.alive():
             self.process.send_signal(sig)
             try:
@@ -49,21 +65,31 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        for child in descendants:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(descendants, timeout=10)
         return int(self.process.returncode)
 
 
-def start(name: str, command: str, env: dict[str, str]) -> Service:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = LOG_DIR / f"{name}.log"
+def start(name: str, command: str | list[str], env: dict[str, str], log_path: Path | None = None) -> Service:
+    """Start `ragway <command>` (or the full argv `command`) with `env` on top of ours, offline.
+
+    Output goes to `log_path`, by default `test-artifacts/logs/<name>.log`."""
+    argv = [RAGWAY, command] if isinstance(command, str) else command
+    log_path = log_path or LOG_DIR / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [RAGWAY, command], env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-        )
+        process = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     return Service(name, process, log_path)
 
 
 def wait_until(service: Service, ready: Callable[[], bool], timeout: float) -> None:
+    """Poll `ready` until it holds; raise with the log's tail if the service exits first or the
+    timeout passes (then the service is stopped)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not service.alive():
@@ -73,7 +99,8 @@ def wait_until(service: Service, ready: Callable[[], bool], timeout: float) -> N
         if ready():
             return
         time.sleep(0.5)
-    raise TimeoutError(f"{service.name} not ready after {timeout} s:\n{service.log()[-4000:]}")
+    service.stop()
+    raise TimeoutError(f"{service.name} not ready after {timeout:.0f} s:\n{service.log()[-4000:]}")
 
 
 def grpc_health(address: str) -> int | None:
@@ -86,6 +113,10 @@ def grpc_health(address: str) -> int | None:
         except grpc.RpcError:
             return None
         return int(reply.status)
+
+
+def grpc_serving(address: str) -> bool:
+    return grpc_health(address) == SERVING
 
 
 def http_ready(url: str) -> bool:

@@ -96,3 +96,37 @@ app.kubernetes.io/component: {{ .component }}
 - name: home
   mountPath: /home/ragway
 {{- end }}
+
+{{/* Models --------------------------------------------------------------------------------- */}}
+{{/* The model services to deploy, as a YAML list of {component, servedName, values, entry}: one per
+entry of .Values.models (component model-<servedName>, its settings .Values.model overridden by the
+entry's), or — with no entries — the one model of .Values.model (component "model", named by its
+model service). Read it with (include "ragway.models" . | fromYamlArray). */}}
+{{- define "ragway.models" -}}
+{{- $out := list }}
+{{- range $entry := .Values.models }}
+{{- $values := mergeOverwrite (deepCopy $.Values.model) (deepCopy (omit $entry "servedName" "aliases" "prices" "allow" "fallbacks")) }}
+{{- $out = append $out (dict "component" (printf "model-%s" $entry.servedName) "servedName" $entry.servedName "values" $values "entry" $entry) }}
+{{- else }}
+{{- $out = append $out (dict "component" "model" "servedName" "" "values" .Values.model "entry" dict) }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/* The gateway's model table (RAGWAY_MODELS_FILE) for .Values.models: each model's replicas are
+its headless Service, resolved by the gateway's gRPC channel (one address per ready pod). */}}
+{{- define "ragway.modelTable" -}}
+{{- $fullname := include "ragway.fullname" . }}
+{{- $suffix := printf "%s.svc.%s" .Release.Namespace .Values.clusterDomain }}
+{{- $models := list }}
+{{- range $m := include "ragway.models" . | fromYamlArray }}
+{{- $row := dict "name" $m.servedName "replicas" (list (printf "dns:///%s-%s-headless.%s:50051" $fullname $m.component $suffix)) }}
+{{- range $key := list "aliases" "prices" "allow" "fallbacks" }}
+{{- with index $m.entry $key }}
+{{- $_ := set $row $key . }}
+{{- end }}
+{{- end }}
+{{- $models = append $models $row }}
+{{- end }}
+{{- toYaml (dict "models" $models) }}
+{{- end }}

@@ -1,0 +1,207 @@
+"""The gateway application: lifespan (database, gRPC clients, limiter), errors, routes, frontend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ragway import __version__
+from ragway.core.errors import RagwayError
+from ragway.core.tracing import TracingMiddleware, grpc_client_interceptors
+from ragway.gateway import db, metrics
+from ragway.gateway.api.routes import (
+    account,
+    admin,
+    chat,
+    collections,
+    conversations,
+    embeddings,
+    files,
+    health,
+    models,
+    responses,
+    tokenizer,
+    vector_stores,
+)
+from ragway.gateway.auth import KEY_PREFIX, ensure_admin_key
+from ragway.gateway.clients import RetrievalClient
+from ragway.gateway.clients.model import ModelReplica
+from ragway.gateway.config import GatewaySettings
+from ragway.gateway.drain import Drain, DrainMiddleware
+from ragway.gateway.errors import error_body, error_response, http_error
+from ragway.gateway.files import LocalFileStorage
+from ragway.gateway.generation import GenerationService
+from ragway.gateway.limiter import create_limiter
+from ragway.gateway.middleware import GatewayMiddleware
+from ragway.gateway.model_router import ModelRouter
+from ragway.gateway.models import MICRO
+from ragway.gateway.protocol import UNSUPPORTED
+from ragway.gateway.rag.ingestion import IngestionWorker
+
+log = logging.getLogger(__name__)
+
+REPO_FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
+ADMIN_KEY_FILE = "admin.key"
+
+
+def admin_key(settings: GatewaySettings) -> str:
+    """RAGWAY_ADMIN_KEY, or a key generated on first start and kept in the data folder."""
+    if settings.admin_key is not None:
+        return settings.admin_key.get_secret_value()
+    path = settings.data_dir / ADMIN_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: GatewaySettings = app.state.settings
+    url = settings.sqlalchemy_url()
+    await asyncio.to_thread(db.migrate, url)
+    engine = db.create_engine(url)
+    app.state.sessions = db.session_factory(engine)
+    async with app.state.sessions() as session:
+        await ensure_admin_key(session, admin_key(settings), round(settings.admin_credits * MICRO))
+    app.state.models = ModelRouter.build(
+        settings.model_table(),
+        lambda address: ModelReplica(address, settings.rpc_timeout_seconds, grpc_client_interceptors()),
+        default_price=settings.price,
+        info_ttl=settings.model_info_ttl_seconds,
+        backoff=settings.replica_backoff_seconds,
+        backoff_max=settings.replica_backoff_max_seconds,
+    )
+    app.state.models.start()
+    app.state.retrieval = RetrievalClient(
+        settings.retrieval_service_addr,
+        settings.rpc_timeout_seconds,
+        write_timeout=settings.retrieval_write_timeout_seconds,
+        embed_timeout=settings.embed_timeout_seconds,
+        interceptors=grpc_client_interceptors(),
+    )
+    app.state.limiter = create_limiter(settings.redis_url.get_secret_value() if settings.redis_url else None)
+    app.state.generation = GenerationService(
+        settings, app.state.sessions, app.state.models, app.state.limiter
+    )
+    app.state.files = LocalFileStorage(settings.file_storage_dir())
+    # Vector store ingestion runs here, from the in_progress rows in SQL (so a restart resumes it).
+    app.state.ingestion = IngestionWorker(settings, app.state.sessions, app.state.retrieval, app.state.files)
+    app.state.ingestion.start()
+    try:
+        yield
+    finally:
+        await app.state.ingestion.stop()
+        # Streams still settling their bill must finish before the database goes away.
+        pending = app.state.generation.pending
+        if pending:
+            await asyncio.wait(pending, timeout=settings.drain_seconds)
+        await app.state.models.close()
+        await app.state.retrieval.close()
+        await app.state.limiter.close()
+        await engine.dispose()
+
+
+def _domain_error(request: Request, exc: RagwayError) -> JSONResponse:
+    response = error_response(exc)
+    if response.status_code in (429, 503):
+        metrics.REJECTIONS.labels(http_error(exc).code or "unavailable").inc()
+    return response
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    param = ".".join(loc) or None
+    message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+    if first.get("type") == "extra_forbidden" and param:
+        # Never accepted and ignored: name the parameter, and say why when it is a known one.
+        reason = UNSUPPORTED.get(loc[-1], "ragway does not know this parameter")
+        message = f"unsupported parameter {param!r}: {reason}"
+    return JSONResponse(error_body(message, "invalid_request_error", "invalid_value", param), status_code=400)
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return JSONResponse(
+        error_body(str(exc.detail), type_, code),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        error_body("internal error; see the gateway log", "server_error", "internal_error"), status_code=500
+    )
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    app = FastAPI(
+        title="ragway",
+        version=__version__,
+        description="OpenAI-compatible LLM gateway with auth, billing, history and RAG.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_exception_handler(RagwayError, _domain_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+    for module in (
+        chat,
+        responses,
+        tokenizer,
+        models,
+        embeddings,
+        conversations,
+        collections,
+        files,
+        vector_stores,
+        account,
+        admin,
+        health,
+    ):
+        app.include_router(module.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Conversation-Id", "X-Request-Id", "Retry-After"],
+    )
+    app.add_middleware(TracingMiddleware)
+    app.state.drain = Drain()  # set draining by the server on SIGTERM (drain.py)
+    app.add_middleware(DrainMiddleware, drain=app.state.drain)
+    app.add_middleware(
+        GatewayMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_file_bytes=settings.max_file_bytes,
+    )
+    frontend = settings.frontend_dir or REPO_FRONTEND
+    if frontend.is_dir():
+        app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
+    return app

@@ -1,0 +1,601 @@
+"""Request, response and stream-event types of the Responses API, as OpenAI and the Open Responses
+specification shape them.
+
+Requests are strict: a field ragway does not know is a 400 naming it, and a known field ragway
+does not honour is a 400 naming it with the reason (REFUSED) — never accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from ragway.gateway.protocol import StreamOptions
+from ragway.gateway.vector_store_protocol import RankingOptions
+
+# Fields of OpenAI's ResponseCreateParams that ragway refuses (any value but null), and why.
+REFUSED = {
+    "background": "background responses are not supported; stream instead",
+    "prompt": "stored prompt templates live on OpenAI's side; send instructions and input",
+    "reasoning": "the served model does not reason in a separate channel",
+    "max_tool_calls": "the model service does not cap tool calls; use parallel_tool_calls: false for one",
+    "context_management": "ragway manages the context itself (it trims the oldest history to fit)",
+    "prompt_cache_options": "vLLM's prefix cache takes no per-request options",
+    "moderation": "ragway runs no moderation model",
+    "background_options": "background responses are not supported",
+    "access_programs": "ragway has no access programs",
+    "image": "the served model makes text only",
+}
+# Tool types the gateway serves, and the fields each takes (beside `type`).
+TOOL_FIELDS = {
+    "function": {"name", "description", "parameters", "strict"},
+    "file_search": {"vector_store_ids", "max_num_results", "filters", "ranking_options"},
+}
+TOOL_TYPES = tuple(TOOL_FIELDS)
+# Includes ragway serves; OpenAI's others belong to tools it does not have.
+Include = Literal["message.output_text.logprobs", "file_search_call.results"]
+# file_search results the model is given when the tool does not say (OpenAI's range: 1-50).
+FILE_SEARCH_RESULTS = 5
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _refuse(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+# -- input items -----------------------------------------------------------------------------------
+
+
+class InputText(_Strict):
+    type: Literal["input_text"]
+    text: str
+
+
+class OutputTextIn(_Strict):
+    """Assistant text sent back as input (a previous response's output item)."""
+
+    type: Literal["output_text"]
+    text: str
+    annotations: list[dict[str, Any]] | None = None
+    logprobs: list[dict[str, Any]] | None = None
+
+
+class RefusalIn(_Strict):
+    type: Literal["refusal"]
+    refusal: str
+
+
+def _text_parts(value: Any, allowed: tuple[str, ...]) -> Any:
+    if isinstance(value, list):
+        for number, part in enumerate(value):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in allowed:
+                raise _refuse(
+                    "unsupported_content",
+                    f"content part {number} has type {kind!r}; ragway takes {', '.join(allowed)} here "
+                    "(the served model reads text only)",
+                )
+    return value
+
+
+class MessageItem(_Strict):
+    """A message: `{"role", "content"}` (EasyInputMessage) or `{"type": "message", ...}`."""
+
+    type: Literal["message"] = "message"
+    role: Literal["user", "system", "developer", "assistant"]
+    content: str | list[InputText | OutputTextIn | RefusalIn]
+    id: str | None = Field(None, max_length=256)
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        return _text_parts(value, ("input_text", "output_text", "refusal"))
+
+    @model_validator(mode="after")
+    def _parts_fit_the_role(self) -> MessageItem:
+        if isinstance(self.content, list):
+            for part in self.content:
+                if (self.role == "assistant") != (part.type in ("output_text", "refusal")):
+                    raise ValueError(f"a {self.role} message cannot hold {part.type} content")
+        return self
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.refusal if isinstance(p, RefusalIn) else p.text for p in self.content)
+
+
+class FunctionCallItem(_Strict):
+    """A call the model made earlier, sent back as input."""
+
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1, max_length=256)
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = Field(max_length=1_000_000)
+    id: str | None = Field(None, max_length=256)
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class FunctionCallOutputItem(_Strict):
+    """The result of a call, for the model to read."""
+
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1, max_length=256)
+    output: str | list[InputText]
+    id: str | None = Field(None, max_length=256)
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        return _text_parts(value, ("input_text",))
+
+    def text(self) -> str:
+        return self.output if isinstance(self.output, str) else "".join(p.text for p in self.output)
+
+
+def _as_items(value: Any) -> Any:
+    """Text input is one user message (so item errors are located in the item list itself)."""
+    return [{"type": "message", "role": "user", "content": value}] if isinstance(value, str) else value
+
+
+def _item_type(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kind = value.get("type", "message")
+    else:
+        kind = getattr(value, "type", None)
+    return kind if kind in ("message", "function_call", "function_call_output") else None
+
+
+InputItem = Annotated[
+    Annotated[MessageItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+    Discriminator(
+        _item_type,
+        custom_error_type="unsupported_item",
+        custom_error_message=(
+            "ragway takes input items of type message, function_call and function_call_output "
+            "(item_reference, reasoning and built-in tool items are not supported)"
+        ),
+    ),
+]
+
+
+# -- tools, tool choice, text format ---------------------------------------------------------------
+
+
+class ToolParam(_Strict):
+    """A tool: a function (`name`, `description`, `parameters`, `strict`), or file_search
+    (`vector_store_ids`, `max_num_results`, `filters`, `ranking_options`), which the gateway runs
+    itself. One model rather than a union, so an error names the parameter (`tools.0.filters`)
+    without a union label; a field of the other type is refused by name."""
+
+    type: Literal["function", "file_search"]
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = Field(None, max_length=100_000)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+    vector_store_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, min_length=1, max_length=16
+    )
+    max_num_results: int | None = Field(None, ge=1, le=50)
+    filters: dict[str, Any] | None = None
+    ranking_options: RankingOptions | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _served(cls, value: Any) -> Any:
+        if value not in TOOL_TYPES:
+            raise _refuse(
+                "unsupported_tool",
+                f"tools of type {value!r} are not supported; ragway serves {', '.join(TOOL_TYPES)} tools",
+            )
+        return value
+
+    @field_validator(*set().union(*TOOL_FIELDS.values()))
+    @classmethod
+    def _of_its_type(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("type")
+        if kind is not None and info.field_name not in TOOL_FIELDS[kind]:
+            raise _refuse("unsupported_parameter", f"a {kind} tool takes no {info.field_name}")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> ToolParam:
+        if self.type == "function" and self.name is None:
+            raise ValueError("a function tool needs a name")
+        if self.type == "file_search" and self.vector_store_ids is None:
+            raise ValueError("a file_search tool needs vector_store_ids")
+        return self
+
+
+class ToolChoiceParam(_Strict):
+    """OpenAI's tool_choice: "none" | "auto" | "required" | {"type": "function", "name"}. A mode
+    string is read as {"type": mode}, so one model (and one error path) covers both shapes."""
+
+    type: Literal["none", "auto", "required", "function", "file_search"]
+    name: str | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _served(cls, value: Any) -> Any:
+        if value == "allowed_tools":
+            raise _refuse(
+                "unsupported_tool_choice",
+                "allowed_tools is not supported; send the allowed tools in `tools`, or name one function",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _named(self) -> ToolChoiceParam:
+        if (self.type == "function") != (self.name is not None):
+            raise ValueError(
+                'a function tool_choice is {"type": "function", "name": ...}; a mode has no name'
+            )
+        return self
+
+    def reported(self) -> str | dict[str, Any]:
+        if self.type == "function":
+            return {"type": "function", "name": self.name}
+        return {"type": "file_search"} if self.type == "file_search" else self.type
+
+
+def _tool_choice(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class TextFormatText(_Strict):
+    type: Literal["text"]
+
+
+class TextFormatJsonObject(_Strict):
+    type: Literal["json_object"]
+
+
+class TextFormatJsonSchema(_Strict):
+    type: Literal["json_schema"]
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    schema_: dict[str, Any] = Field(alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+TextFormat = Annotated[
+    TextFormatText | TextFormatJsonObject | TextFormatJsonSchema, Field(discriminator="type")
+]
+
+
+class TextParam(_Strict):
+    format: TextFormat | None = None
+
+
+# -- the request -----------------------------------------------------------------------------------
+
+
+class ConversationRef(_Strict):
+    id: str = Field(min_length=1, max_length=64)
+
+
+class CreateResponseRequest(_Strict):
+    """POST /v1/responses."""
+
+    model: str = Field(min_length=1, max_length=256)
+    input: Annotated[list[InputItem], BeforeValidator(_as_items)] = Field(
+        description="Text (one user message) or input items."
+    )
+    instructions: str | None = Field(None, description="A system message for this response only.")
+    previous_response_id: str | None = Field(
+        None, max_length=64, description="Continue the conversation that response belongs to."
+    )
+    conversation: str | ConversationRef | None = Field(
+        None, description="Continue this stored conversation (the chat API's and the UI's history)."
+    )
+    store: bool = Field(True, description="Keep the exchange in the history (as OpenAI: on).")
+    tools: list[ToolParam] | None = Field(None, max_length=128)
+    tool_choice: Annotated[ToolChoiceParam | None, BeforeValidator(_tool_choice)] = Field(
+        None, description='"none", "auto", "required" or {"type": "function", "name": ...}'
+    )
+    parallel_tool_calls: bool | None = None
+    text: TextParam | None = None
+    max_output_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    include: list[Include] | None = Field(
+        None,
+        description="message.output_text.logprobs and file_search_call.results; the other includes "
+        "need tools ragway lacks.",
+    )
+    truncation: Literal["auto"] | None = Field(
+        None, description="ragway trims the oldest history to fit the context: only auto."
+    )
+    metadata: dict[str, str] | None = Field(None, description="Up to 16 pairs, kept with a stored response.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    service_tier: Literal["auto", "default"] | None = Field(None, description="One tier: the default.")
+    prompt_cache_key: str | None = Field(
+        None, max_length=1024, description="A hint; vLLM's prefix cache finds shared prefixes by itself."
+    )
+    prompt_cache_retention: Literal["in_memory"] | None = Field(
+        None, description="vLLM's prefix cache lives in memory; longer retention is refused."
+    )
+    user: str | None = Field(None, max_length=256, description="End-user id; logged.")
+    safety_identifier: str | None = Field(None, max_length=256, description="As `user`.")
+    # Known and refused: any value but null is a 400 with the reason (REFUSED).
+    background: Any = Field(None, description=REFUSED["background"])
+    prompt: Any = Field(None, description=REFUSED["prompt"])
+    reasoning: Any = Field(None, description=REFUSED["reasoning"])
+    max_tool_calls: Any = Field(None, description=REFUSED["max_tool_calls"])
+    context_management: Any = Field(None, description=REFUSED["context_management"])
+    prompt_cache_options: Any = Field(None, description=REFUSED["prompt_cache_options"])
+    moderation: Any = Field(None, description=REFUSED["moderation"])
+    background_options: Any = Field(None, description=REFUSED["background_options"])
+    access_programs: Any = Field(None, description=REFUSED["access_programs"])
+    image: Any = Field(None, description=REFUSED["image"])
+
+    @field_validator(*REFUSED, mode="before")
+    @classmethod
+    def _refused(cls, value: Any, info: Any) -> Any:
+        # background: false asks for what ragway does anyway.
+        if value is None or (info.field_name == "background" and value is False):
+            return None
+        raise _refuse("unsupported_parameter", f"unsupported parameter: {REFUSED[info.field_name]}")
+
+    @field_validator("input")
+    @classmethod
+    def _some_input(cls, value: list[Any]) -> list[Any]:
+        if not value:
+            raise ValueError("input must not be empty")
+        if len(value) > 1000:
+            raise ValueError("input takes up to 1000 items")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and (
+            len(value) > 16 or any(len(k) > 64 or len(v) > 512 for k, v in value.items())
+        ):
+            raise ValueError("metadata takes up to 16 pairs, keys up to 64 and values up to 512 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CreateResponseRequest:
+        if self.tool_choice is not None and self.tool_choice.type != "none" and not self.tools:
+            raise ValueError("tool_choice needs tools")
+        if (
+            self.tool_choice is not None
+            and self.tool_choice.name
+            and self.tool_choice.name not in {t.name for t in self.tools or []}
+        ):
+            raise ValueError(f"tool_choice names {self.tool_choice.name!r}, which is not in tools")
+        searches = [t for t in self.tools or [] if t.type == "file_search"]
+        if len(searches) > 1:
+            raise ValueError("one file_search tool per request; it takes several vector_store_ids")
+        if self.tool_choice is not None and self.tool_choice.type == "file_search" and not searches:
+            raise ValueError("tool_choice file_search needs a file_search tool")
+        if self.previous_response_id and self.conversation is not None:
+            raise ValueError("previous_response_id and conversation cannot both be given")
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError('top_logprobs needs include: ["message.output_text.logprobs"]')
+        return self
+
+    @property
+    def logprobs(self) -> bool:
+        return "message.output_text.logprobs" in (self.include or [])
+
+    @property
+    def file_search(self) -> ToolParam | None:
+        """The file_search tool the gateway runs before generating; none when tool_choice is none."""
+        if self.tool_choice is not None and self.tool_choice.type == "none":
+            return None
+        return next((t for t in self.tools or [] if t.type == "file_search"), None)
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self.conversation.id if isinstance(self.conversation, ConversationRef) else self.conversation
+
+
+# -- the response object ---------------------------------------------------------------------------
+
+
+class TopLogProb(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class LogProb(TopLogProb):
+    top_logprobs: list[TopLogProb] = Field(default_factory=list)
+
+
+class OutputText(BaseModel):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list[dict[str, Any]] = Field(default_factory=list)
+    logprobs: list[LogProb] = Field(default_factory=list)
+
+
+class OutputMessage(BaseModel):
+    type: Literal["message"] = "message"
+    id: str
+    status: Literal["in_progress", "completed", "incomplete"]
+    role: Literal["assistant"] = "assistant"
+    content: list[OutputText]
+
+
+class FunctionCall(BaseModel):
+    type: Literal["function_call"] = "function_call"
+    id: str
+    call_id: str
+    name: str
+    arguments: str
+    status: Literal["in_progress", "completed", "incomplete"]
+
+
+class FileSearchResult(BaseModel):
+    file_id: str
+    filename: str
+    score: float
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    text: str
+
+
+class FileSearchCall(BaseModel):
+    type: Literal["file_search_call"] = "file_search_call"
+    id: str
+    status: Literal["in_progress", "searching", "completed", "incomplete", "failed"]
+    queries: list[str]
+    results: list[FileSearchResult] | None = Field(
+        None, description='Only with include: ["file_search_call.results"].'
+    )
+
+
+OutputItem = Annotated[OutputMessage | FunctionCall | FileSearchCall, Field(discriminator="type")]
+
+
+class InputTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class ResponseUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
+    total_tokens: int
+
+
+class ResponseError(BaseModel):
+    code: str
+    message: str
+
+
+class IncompleteDetails(BaseModel):
+    reason: str
+
+
+class FunctionTool(BaseModel):
+    type: Literal["function"] = "function"
+    name: str
+    description: str | None
+    parameters: dict[str, Any] | None
+    strict: bool | None
+
+
+class FileSearchTool(BaseModel):
+    type: Literal["file_search"] = "file_search"
+    vector_store_ids: list[str]
+    max_num_results: int
+    filters: dict[str, Any] | None
+    ranking_options: dict[str, Any]
+
+
+Tool = Annotated[FunctionTool | FileSearchTool, Field(discriminator="type")]
+
+
+class ConversationOut(BaseModel):
+    id: str
+
+
+class Response(BaseModel):
+    """The response object: every field the Open Responses schema requires, in OpenAI's shape."""
+
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    completed_at: int | None = None
+    status: Literal["in_progress", "completed", "incomplete", "failed"]
+    incomplete_details: IncompleteDetails | None = None
+    error: ResponseError | None = None
+    model: str
+    previous_response_id: str | None = None
+    instructions: str | None = None
+    output: list[OutputItem] = Field(default_factory=list)
+    tools: list[Tool] = Field(default_factory=list)
+    tool_choice: str | dict[str, Any] = "auto"
+    truncation: Literal["auto"] = "auto"
+    parallel_tool_calls: bool = True
+    text: dict[str, Any] = Field(default_factory=lambda: {"format": {"type": "text"}})
+    temperature: float = 1.0
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    top_logprobs: int = 0
+    reasoning: dict[str, Any] | None = None
+    usage: ResponseUsage | None = None
+    max_output_tokens: int | None = None
+    max_tool_calls: int | None = None
+    store: bool = True
+    background: bool = False
+    service_tier: str = "default"
+    metadata: dict[str, str] = Field(default_factory=dict)
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    user: str | None = None
+    conversation: ConversationOut | None = Field(None, description="ragway: where the exchange is stored.")
+
+    @property
+    def output_text(self) -> str:
+        return "".join(
+            c.text for item in self.output if isinstance(item, OutputMessage) for c in item.content
+        )
+
+
+# -- input items listing ---------------------------------------------------------------------------
+
+
+class InputMessageOut(BaseModel):
+    type: Literal["message"] = "message"
+    id: str
+    status: Literal["completed"] = "completed"
+    role: str
+    content: list[dict[str, Any]]
+
+
+class FunctionCallOutputOut(BaseModel):
+    type: Literal["function_call_output"] = "function_call_output"
+    id: str
+    call_id: str
+    output: str
+    status: Literal["completed"] = "completed"
+
+
+InputItemOut = InputMessageOut | FunctionCall | FunctionCallOutputOut
+
+
+class InputItemList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[InputItemOut]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class ResponseDeleted(BaseModel):
+    id: str
+    object: Literal["response"] = "response"
+    deleted: bool = True
