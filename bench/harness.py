@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
-import secrets
 import signal
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from tests.utils.processes import (  # noqa: E402
     grpc_serving,
     http_ready,
     start,
+    start_gateway_process,
     wait_until,
 )
 
@@ -180,26 +180,20 @@ def start_gateway(
     env: dict[str, str] | None = None,
 ) -> Endpoint:
     """One gateway worker (uvicorn, one process); `extra["admin_key"]` is its admin key."""
-    port = free_port()
-    admin_key = "rgw_" + secrets.token_urlsafe(32)
-    env = {
-        "RAGWAY_PORT": str(port),
-        "RAGWAY_DATA_DIR": str(data_dir),
-        "RAGWAY_ADMIN_KEY": admin_key,
-        "RAGWAY_MODEL_SERVICE_ADDR": model_addr,
-        "RAGWAY_RETRIEVAL_SERVICE_ADDR": retrieval_addr,
-        "RAGWAY_DRAIN_SECONDS": "5",
+    gw = start_gateway_process(
+        name,
+        data_dir,
+        model_addr,
+        retrieval_addr,
+        database_url=database_url,
         # A busy 2-core machine can take minutes per request at concurrency 32; the default 300 s
         # deadline would turn a slow run into failed requests.
-        "RAGWAY_MODEL_TIMEOUT_SECONDS": "3600",
-        **(env or {}),
-    }
-    if database_url:
-        env["RAGWAY_DATABASE_URL"] = database_url
-    service = spawn(name, "gateway", env)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(service, lambda: http_ready(f"{url}/healthz"), 120)
-    return Endpoint(service, url, {"admin_key": admin_key})
+        env={"RAGWAY_MODEL_TIMEOUT_SECONDS": "3600", **(env or {})},
+        drain_seconds=5,
+        log_path=LOG_DIR / f"{name}-{os.getpid()}.log",
+    )
+    _STARTED.append(gw.service)
+    return Endpoint(gw.service, gw.url, {"admin_key": gw.admin_key})
 
 
 # -- accounts and databases -----------------------------------------------------------------------

@@ -3,7 +3,6 @@ service, and gateways on SQLite and on PostgreSQL — all real processes on free
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,14 @@ from pathlib import Path
 import pytest
 from grpc_health.v1 import health_pb2
 
-from tests.utils.processes import Service, free_port, grpc_health, http_ready, start, wait_until
+from tests.utils.processes import (
+    Service,
+    free_port,
+    grpc_health,
+    start,
+    start_gateway_process,
+    wait_until,
+)
 
 ENGINE_READY_TIMEOUT = 600  # first start compiles the model; later starts hit the compile cache
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -111,27 +117,12 @@ def start_gateway(
     database_url: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> Gateway:
-    port = free_port()
-    admin_key = "rgw_" + secrets.token_urlsafe(32)
-    env = {
-        "RAGWAY_PORT": str(port),
-        "RAGWAY_DATA_DIR": str(data_dir),
-        "RAGWAY_ADMIN_KEY": admin_key,
-        "RAGWAY_MODEL_SERVICE_ADDR": model_addr,
-        "RAGWAY_RETRIEVAL_SERVICE_ADDR": retrieval_addr,
-        "RAGWAY_DRAIN_SECONDS": "10",
-        **(extra_env or {}),
-    }
-    if database_url:
-        env["RAGWAY_DATABASE_URL"] = database_url
-    service = start(name, "gateway", env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(service, lambda: http_ready(f"{url}/healthz"), 120)
-    except BaseException:
-        service.stop()
-        raise
-    return Gateway(url, admin_key, database_url or f"sqlite:///{data_dir / 'ragway.db'}", data_dir, service)
+    gw = start_gateway_process(
+        name, data_dir, model_addr, retrieval_addr, database_url=database_url, env=extra_env
+    )
+    return Gateway(
+        gw.url, gw.admin_key, database_url or f"sqlite:///{data_dir / 'ragway.db'}", data_dir, gw.service
+    )
 
 
 def reset_postgres() -> None:

@@ -10,6 +10,7 @@ the whole group, so a killed test run or benchmark takes its services with it.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -124,3 +125,45 @@ def http_ready(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@dataclass(frozen=True)
+class GatewayProcess:
+    service: Service
+    url: str
+    admin_key: str
+
+
+def start_gateway_process(
+    name: str,
+    data_dir: Path,
+    model_addr: str,
+    retrieval_addr: str,
+    *,
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+    drain_seconds: int = 10,
+    log_path: Path | None = None,
+) -> GatewayProcess:
+    """One gateway (uvicorn, one process) on a free port with an admin key of its own, ready once
+    /healthz answers; stopped again if it never does. `env` goes on top of what it is given here."""
+    port = free_port()
+    admin_key = "rgw_" + secrets.token_urlsafe(32)
+    full_env = {
+        "RAGWAY_PORT": str(port),
+        "RAGWAY_DATA_DIR": str(data_dir),
+        "RAGWAY_ADMIN_KEY": admin_key,
+        "RAGWAY_MODEL_SERVICE_ADDR": model_addr,
+        "RAGWAY_RETRIEVAL_SERVICE_ADDR": retrieval_addr,
+        "RAGWAY_DRAIN_SECONDS": str(drain_seconds),
+        **({"RAGWAY_DATABASE_URL": database_url} if database_url else {}),
+        **(env or {}),
+    }
+    service = start(name, "gateway", full_env, log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(service, lambda: http_ready(f"{url}/healthz"), 120)
+    except BaseException:
+        service.stop()
+        raise
+    return GatewayProcess(service, url, admin_key)
