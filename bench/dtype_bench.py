@@ -3,7 +3,8 @@
     flock /tmp/ragway-engine.lock python bench/dtype_bench.py          # ~5-8 min on 2 cores
 
 Runs the start-up probe afresh (ragway.model.dtype.probe: each candidate dtype in its own engine
-process, one after another, never two at once), ignoring any cached decision, and prints per dtype
+process, one after another, never two at once; every candidate, also those the start-up probe
+skips for lack of native support on this CPU), ignoring any cached decision, and prints per dtype
 its correctness against float32, its 128-token prefill and its throughput at 32 concurrent greedy
 streams; then the ratios, all from this one run: the chosen dtype's throughput over the best
 correct dtype's (target >= 0.95; 1.0 by construction unless the rule is broken) and every dtype's
@@ -33,7 +34,7 @@ def main() -> None:
     settings = ModelSettings()
     model_dir = Path(resolve_model(settings))
     enforce_eager = args.eager or settings.enforce_eager
-    choice = probe(model_dir, enforce_eager)
+    choice = probe(model_dir, enforce_eager, every=True)  # non-native dtypes too: is skipping them right?
     correct = [m for m in choice.measurements if m.correct and not m.error]
     best = max(correct, key=lambda m: m.tokens_per_s)
     chosen = next(m for m in choice.measurements if m.dtype == choice.dtype)

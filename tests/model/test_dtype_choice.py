@@ -15,6 +15,15 @@ from ragway.model import dtype as dtypes
 from ragway.model.dtype import Measurement, choose_dtype, compare, decide, judge
 
 PARIS = [504, 3575, 282, 4649, 314, 7042, 30, 2]
+REAL_X86_FLAGS = dtypes.x86_flags  # before the fixture below replaces it
+EVERY_NATIVE = {"sse2", "avx2", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16"}
+
+
+@pytest.fixture(autouse=True)
+def _a_cpu_with_every_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every candidate is probed unless a test says which CPU it is on: the machine's own flags
+    would decide how many runs the cache tests count."""
+    monkeypatch.setattr(dtypes, "x86_flags", lambda: EVERY_NATIVE)
 
 
 def _reference(outputs: list[list[int]]) -> Measurement:
@@ -171,3 +180,46 @@ def test_the_cpu_signature_names_the_isa() -> None:
     signature = dtypes.cpu_signature()
     if Path("/proc/cpuinfo").exists():
         assert "flags:" in signature or "Features:" in signature
+
+
+@pytest.mark.parametrize(
+    ("flags", "probed"),
+    [
+        ({"sse2", "avx2", "fma"}, ["float32"]),  # AVX2 only: both half-precision dtypes emulated
+        ({"sse2", "avx512f", "avx512_bf16"}, ["float32", "bfloat16"]),  # this project's EPYCs
+        ({"sse2", "avx512_fp16", "amx_bf16"}, ["float32", "bfloat16", "float16"]),  # Sapphire Rapids
+        (None, ["float32", "bfloat16", "float16"]),  # not x86: no rule, every candidate
+    ],
+)
+def test_only_dtypes_the_cpu_computes_natively_are_probed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: set[str] | None, probed: list[str]
+) -> None:
+    monkeypatch.setattr(dtypes, "x86_flags", lambda: flags)
+    model, runner = _model_dir(tmp_path), CountingRunner()
+    choice = choose_dtype("auto", "cpu", model, tmp_path / "cache", False, runner)
+    assert runner.calls == probed
+    skipped = [d for d in ("bfloat16", "float16") if d not in probed]
+    for dtype in skipped:
+        assert f"{dtype} not probed (no native {dtype} on this CPU" in choice.reason
+    # Skipped candidates are cached as such and never chosen.
+    again = choose_dtype("auto", "cpu", model, tmp_path / "cache", False, runner)
+    assert again.source == "probe-cache" and runner.calls == probed
+    assert again.dtype == choice.dtype == "float32"
+    assert [m.dtype for m in again.measurements if m.skipped] == skipped
+
+
+def test_the_machines_flags_are_read_from_cpuinfo() -> None:
+    flags = REAL_X86_FLAGS()
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    x86 = next((line for line in lines if line.startswith("flags")), None)
+    assert flags == (set(x86.partition(":")[2].split()) if x86 else None)
+
+
+def test_the_benchmark_probes_every_candidate_whatever_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dtypes, "x86_flags", lambda: {"sse2", "avx2"})
+    runner = CountingRunner()
+    choice = dtypes.probe(_model_dir(tmp_path), False, runner, every=True)
+    assert runner.calls == ["float32", "bfloat16", "float16"]
+    assert "not probed" not in choice.reason

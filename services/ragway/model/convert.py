@@ -94,7 +94,7 @@ def model_info(info: EngineInfo) -> model_pb2.ModelInfo:
             model_pb2.DtypeMeasurement(
                 dtype=m.dtype,
                 correct=m.correct,
-                detail=m.detail or m.error,
+                detail=m.detail or m.error or (m.skipped and f"not probed: {m.skipped}"),
                 prefill_ms=m.prefill_ms,
                 tokens_per_s=m.tokens_per_s,
             )
