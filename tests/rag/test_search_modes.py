@@ -117,6 +117,15 @@ def test_weights_and_fusion_change_the_fused_list(account: Account, corpus: str)
         account, corpus, CODE_QUESTION, mode="hybrid", hybrid={"dense_weight": 1, "sparse_weight": 5}
     )
     assert ids(leaning_sparse)[0] == "licence"
+    # Qdrant's DBSF normalises each list's scores: weights there would be accepted and ignored.
+    with account.http() as http:
+        reply = http.post(
+            f"/v1/collections/{corpus}/search",
+            json={"query": CODE_QUESTION, "mode": "hybrid", "hybrid": {"fusion": "dbsf", "sparse_weight": 5}},
+        )
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == "hybrid"
+    assert "weights need fusion rrf" in reply.json()["error"]["message"]
 
 
 def test_a_min_score_without_a_mode_keeps_its_cosine_meaning(account: Account, corpus: str) -> None:

@@ -335,6 +335,16 @@ async def test_hybrid_is_the_default_and_fuses_both_lists(retrieval: Retrieval) 
     )
     assert dbsf.mode is Mode.HYBRID and ids(dbsf.hits)[0] == "printer_e5804"
     assert all(a.score >= b.score for a, b in zip(dbsf.hits, dbsf.hits[1:], strict=False))
+    # Weights under score fusion: Milvus' WeightedRanker takes them; Qdrant's DBSF would drop them,
+    # so there they are refused rather than accepted and ignored.
+    weighted = SearchOptions(mode=Mode.HYBRID, fusion=Fusion.DBSF, dense_weight=3.0)
+    if retrieval.store.weighted_score_fusion:
+        heavy = await retrieval.run_search("corpus", question, 10, Filter(), None, weighted)
+        assert heavy.mode is Mode.HYBRID and heavy.hits
+    else:
+        with pytest.raises(InvalidArgument, match="weights need fusion rrf") as refused:
+            await retrieval.run_search("corpus", question, 10, Filter(), None, weighted)
+        assert refused.value.field == "hybrid"
 
 
 async def test_hybrid_and_sparse_obey_filters(retrieval: Retrieval) -> None:

@@ -283,9 +283,17 @@ async def test_search_modes_over_the_wire(stub: Stub) -> None:
         collection="corpus",
         text=question,
         top_k=3,
-        hybrid=pb.HybridOptions(fusion=pb.FUSION_DBSF, dense_weight=2.0, prefetch_limit=20),
+        hybrid=pb.HybridOptions(fusion=pb.FUSION_RRF, dense_weight=2.0, prefetch_limit=20),
         params=pb.SearchParams(ef=64),
     )
+    assert (await stub.Search(weighted)).hits[0].document_id == TOPICS[12][0]
+    # Qdrant's DBSF normalises each list's scores, so a weight would be accepted and ignored.
+    weighted.hybrid.fusion = pb.FUSION_DBSF
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.Search(weighted)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "weights need fusion rrf" in (refused.value.details() or "")
+    weighted.hybrid.dense_weight = 1.0  # equal weights are what DBSF does anyway
     assert (await stub.Search(weighted)).hits[0].document_id == TOPICS[12][0]
     info = await stub.DescribeCollection(pb.DescribeCollectionRequest(name="corpus"))
     assert info.sparse_encoder == SPARSE_ENCODER

@@ -545,6 +545,17 @@ class Retrieval:
                 mode = Mode.SPARSE
             elif mode is Mode.HYBRID and options.sparse_weight == 0:
                 mode = Mode.DENSE
+            elif (
+                mode is Mode.HYBRID
+                and options.fusion is Fusion.DBSF
+                and options.dense_weight != options.sparse_weight
+                and not self.store.weighted_score_fusion
+            ):
+                raise InvalidArgument(
+                    f"the {self.store.backend} store's DBSF fusion weighs both searches equally; "
+                    "weights need fusion rrf",
+                    field="hybrid",
+                )
             dense = (await model.embed_async([query]))[0] if mode is not Mode.SPARSE else None
             sparse = sparse_encoder.query(query) if sparse_encoder and mode is not Mode.DENSE else None
         else:

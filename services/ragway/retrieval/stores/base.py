@@ -156,6 +156,9 @@ class VectorStore(abc.ABC):
     cannot be reached. Writes are durable when they return."""
 
     backend: str
+    # Whether a hybrid query's score fusion (Fusion.DBSF) takes `Query.weights`: Milvus'
+    # WeightedRanker does; Qdrant's DBSF normalises each list's scores, so no weight survives it.
+    weighted_score_fusion: bool = False
 
     @abc.abstractmethod
     async def create_collection(self, spec: CollectionSpec) -> None: ...

@@ -140,6 +140,7 @@ class MilvusStore(VectorStore):
     """Collections as Milvus collections, plus a registry of their specs."""
 
     backend = "milvus"
+    weighted_score_fusion = True
 
     def __init__(self, uri: str, token: str = "") -> None:
         try:
