@@ -146,7 +146,7 @@ def compare(reference: Measurement, candidate: Measurement) -> tuple[bool, str]:
 
 def decide(measurements: Sequence[Measurement]) -> tuple[str, str]:
     """The fastest correct dtype and the one-line reason. Correctness is set by `judge` first."""
-    correct = [m for m in measurements if m.correct and not (m.error or m.skipped)]
+    correct = [m for m in measurements if m.correct]  # judge() marks only what ran
     if not correct:
         raise FailedPrecondition("the dtype probe found no correct dtype; set RAGWAY_MODEL_DTYPE")
     best = max(correct, key=lambda m: m.tokens_per_s)
