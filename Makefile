@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(ENGINE)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test test-load bench lint protos clean
+.PHONY: install run test test-load bench lint protos clean images compose-test
 
 install: $(STAMP) protos
 	@$(BIN)/ragway model prepare
@@ -46,6 +46,17 @@ test: install lint
 
 test-load: install
 	$(BIN)/pytest -m load -s
+
+# The gateway, retrieval and model-cpu images from docker/Dockerfile (classic builder); where no
+# image registry answers, on a Python base built from Debian packages (docker/build_images.sh).
+images:
+	bash docker/build_images.sh
+
+# The compose stack for real: builds the images (`make images`, cached), starts it, injects one
+# fault at a time under load, prints the fault table (test-results/compose-faults.md) and takes it
+# all down (tests/compose).
+compose-test: install
+	$(BIN)/pytest -m compose -s -p no:cacheprovider tests/compose
 
 # Each prints its figures as ratios against a baseline measured in the same run.
 bench: install

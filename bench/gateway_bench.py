@@ -55,8 +55,8 @@ from harness import (
     start_gateway,
     start_model_service,
 )
-from report import console, machine, print_table, save_json, summary_table, verdict
-from stats import RequestTiming, RunSummary, closed_loop, paired_run, pct, summarize
+from report import console, machine, print_table, save_json, verdict
+from stats import RequestTiming, RunSummary, closed_loop, paired_run, pct, summarize, summary_table
 
 from ragway.core.grpc_server import GRPC_OPTIONS
 from ragway.v1 import model_pb2, model_pb2_grpc
@@ -147,9 +147,9 @@ class ViaGateway:
 
     name = "gateway"
 
-    def __init__(self, url: str, key: str, model: str = MODEL_NAME) -> None:
+    def __init__(self, url: str, key: str, model: str = MODEL_NAME, connections: int = 64) -> None:
         self.model = model
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         headers = {"Authorization": f"Bearer {key}"}
         self.http = httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits)
 

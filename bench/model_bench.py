@@ -58,8 +58,8 @@ from harness import (
     start_model_service,
     start_vllm_openai_server,
 )
-from report import console, machine, print_table, save_json, summary_table, verdict
-from stats import RequestTiming, RunSummary, Sender, closed_loop, paired_run, summarize
+from report import console, machine, print_table, save_json, verdict
+from stats import RequestTiming, RunSummary, Sender, closed_loop, paired_run, summarize, summary_table
 
 from ragway.core.grpc_server import GRPC_OPTIONS
 from ragway.v1 import model_pb2, model_pb2_grpc

@@ -58,7 +58,7 @@ from report import console, machine, print_table, save_json, verdict
 from stats import pct
 
 from ragway.core.grpc_server import GRPC_OPTIONS
-from ragway.gateway.rag.grounding import CLOSE, INSTRUCTIONS, OPEN
+from ragway.gateway.generation.grounding import CLOSE, INSTRUCTIONS, OPEN
 from ragway.v1 import model_pb2, model_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
 
 COLLECTION = "bench"

@@ -7,13 +7,10 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-if TYPE_CHECKING:
-    from stats import RunSummary
 
 # Wide enough for the tables when output goes to a file (rich would fold them at 80 columns).
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -34,39 +31,6 @@ def fmt(value: Any) -> str:
             return "-"
         return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
     return str(value)
-
-
-def summary_table(title: str, summaries: list[RunSummary]) -> None:
-    print_table(
-        title,
-        [
-            "target",
-            "conc",
-            "ok",
-            "errors",
-            "out tok",
-            "tok/s",
-            "TTFT p50 ms",
-            "TTFT p95 ms",
-            "ITL p50 ms",
-            "load1",
-        ],
-        [
-            [
-                s.target,
-                s.concurrency,
-                s.requests,
-                s.errors,
-                s.output_tokens,
-                s.tok_per_s,
-                s.ttft_p50_ms,
-                s.ttft_p95_ms,
-                s.itl_p50_ms,
-                s.load1,
-            ]
-            for s in summaries
-        ],
-    )
 
 
 def verdict(value: float, target: float, higher_is_better: bool) -> str:

@@ -38,8 +38,8 @@ from harness import (
     start_gateway,
     start_model_service,
 )
-from report import console, machine, print_table, save_json, summary_table, verdict
-from stats import RequestTiming, RunSummary, closed_loop, summarize
+from report import console, machine, print_table, save_json, verdict
+from stats import RequestTiming, RunSummary, closed_loop, summarize, summary_table
 
 
 class ChatStream(ViaGateway):

@@ -44,8 +44,8 @@ from harness import (
     start_gateway,
     start_model_service,
 )
-from report import console, machine, print_table, save_json, summary_table, verdict
-from stats import paired_run
+from report import console, machine, print_table, save_json, verdict
+from stats import paired_run, summary_table
 
 from ragway.v1 import model_pb2, model_pb2_grpc
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from report import console
+from report import console, print_table
 
 
 @dataclass
@@ -158,3 +158,36 @@ async def closed_loop(n_requests: int, concurrency: int, one: Sender) -> tuple[l
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(concurrency, n_requests))))
     return results, time.perf_counter() - started
+
+
+def summary_table(title: str, summaries: list[RunSummary]) -> None:
+    print_table(
+        title,
+        [
+            "target",
+            "conc",
+            "ok",
+            "errors",
+            "out tok",
+            "tok/s",
+            "TTFT p50 ms",
+            "TTFT p95 ms",
+            "ITL p50 ms",
+            "load1",
+        ],
+        [
+            [
+                s.target,
+                s.concurrency,
+                s.requests,
+                s.errors,
+                s.output_tokens,
+                s.tok_per_s,
+                s.ttft_p50_ms,
+                s.ttft_p95_ms,
+                s.itl_p50_ms,
+                s.load1,
+            ]
+            for s in summaries
+        ],
+    )

@@ -31,8 +31,8 @@ from typing import Any
 
 import grpc
 from harness import add_engine_options, apply_engine_options, install_cleanup, start_model_service
-from report import console, machine, print_table, save_json, summary_table, verdict
-from stats import RequestTiming, RunSummary, closed_loop, summarize
+from report import console, machine, print_table, save_json, verdict
+from stats import RequestTiming, RunSummary, closed_loop, summarize, summary_table
 
 from ragway.core.grpc_server import GRPC_OPTIONS
 from ragway.v1 import model_pb2, model_pb2_grpc

@@ -24,5 +24,8 @@ def test_every_package_folder_is_discovered() -> None:
 
 
 def test_import_path_is_the_file_path() -> None:
-    module = importlib.import_module("ragway.gateway.billing")
-    assert Path(module.__file__ or "").resolve() == SOURCE_ROOT / "ragway" / "gateway" / "billing.py"
+    module = importlib.import_module("ragway.gateway.accounts.billing")
+    assert (
+        Path(module.__file__ or "").resolve()
+        == SOURCE_ROOT / "ragway" / "gateway" / "accounts" / "billing.py"
+    )

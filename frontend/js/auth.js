@@ -46,9 +46,11 @@ export async function signIn(key, { remember } = {}) {
   if (id) await openConversation(id, { fromHash: true });
   else startNewChat({ focus: false });
   $("prompt").focus();
+  $("app-view").dataset.loaded = "true"; // what was left open is restored: panels may be toggled now
 }
 
 export function signOut(errorText = "") {
+  delete $("app-view").dataset.loaded;
   abortAnswer();
   store.clearKey();
   clearSession();

@@ -14,7 +14,8 @@ import { refreshCredits } from "./usage.js";
 export async function loadModels() {
   const select = $("model-select");
   const list = await state.client.models();
-  const models = (list.data || []).map((m) => m.id);
+  // /v1/models also lists embedding models (mode "embedding"); chatting with one is a 404.
+  const models = (list.data || []).filter((m) => (m.mode || "chat") === "chat").map((m) => m.id);
   select.replaceChildren(...models.map((id) => {
     const opt = el("option", null, id);
     opt.value = id;

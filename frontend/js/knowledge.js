@@ -11,7 +11,7 @@ import { handleError } from "./notice.js";
 import { setVectorStores, state, updateSettings } from "./state.js";
 import { clearStoreFiles, showStoreFiles, shownStoreId, wireStoreFiles } from "./store-files.js";
 
-// The gateway's `rag.collections` takes at most this many names (RagOptions in protocol.py).
+// The gateway's `rag.collections` takes at most this many names (RagOptions in gateway/chat_completion/protocol.py).
 const MAX_RAG_STORES = 16;
 // Stores are listed 100 at a time; a user with more than this many sees the newest ones.
 const MAX_PAGES = 20;

@@ -113,7 +113,7 @@ def keys_create(
     """Mint a key and print it once (uses RAGWAY_DATABASE_URL / RAGWAY_DATA_DIR)."""
     import asyncio
 
-    from ragway.gateway.accounts import bootstrap_key
+    from ragway.gateway.accounts.users import bootstrap_key
 
     typer.echo(asyncio.run(bootstrap_key(user or "admin", "admin" if admin or not user else "user", credits)))
 
@@ -123,8 +123,13 @@ def ingest(
     paths: list[Path] = typer.Argument(..., exists=True, help="Files or folders (.txt .md .html .pdf)."),
     collection: str = typer.Option(..., "--collection", "-c", help="Target collection (created if missing)."),
     url: str = typer.Option("http://127.0.0.1:8000", envvar="RAGWAY_URL", help="Gateway URL."),
-    api_key: str = typer.Option("", envvar="RAGWAY_API_KEY", help="API key; default: the stack's admin key."),
-    data_dir: Path = typer.Option(Path(".ragway"), envvar="RAGWAY_DATA_DIR"),
+    api_key: str = typer.Option(
+        "",
+        "--api-key",
+        "--key",
+        envvar="RAGWAY_API_KEY",
+        help="The key of the user whose collection receives the documents.",
+    ),
     prune: bool = typer.Option(
         False, "--prune", help="Delete documents from these folders whose files are gone."
     ),
@@ -133,8 +138,16 @@ def ingest(
     are not sent, changed ones replaced."""
     from ragway.ingest import ingest as run_ingest
 
-    key = api_key or (data_dir / "admin.key").read_text().strip()
-    report = run_ingest(url, key, collection, paths, prune=prune)
+    if not api_key:
+        # Collections belong to the key's user: falling back to the stack's admin key would fill
+        # the admin's collection, not the caller's, and say nothing.
+        typer.echo(
+            "ragway ingest: no API key: pass --api-key KEY or set RAGWAY_API_KEY to the key of the "
+            "user whose collection should receive the documents",
+            err=True,
+        )
+        raise typer.Exit(2)
+    report = run_ingest(url, api_key, collection, paths, prune=prune)
     typer.echo(
         f"{report.files} files: {report.written} written ({report.chunks} chunks), "
         f"{report.unchanged} unchanged, {len(report.failed)} failed"

@@ -23,15 +23,8 @@ from urllib.parse import quote
 import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-CONTENT_TYPES = {
-    ".txt": "text/plain",
-    ".text": "text/plain",
-    ".md": "text/markdown",
-    ".markdown": "text/markdown",
-    ".html": "text/html",
-    ".htm": "text/html",
-    ".pdf": "application/pdf",
-}
+from ragway.core.content_types import CONTENT_TYPES
+
 SUFFIXES = set(CONTENT_TYPES)
 PAGE = 1000
 

@@ -32,8 +32,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from ragway.gateway.app import ADMIN_KEY_FILE, admin_key
-from ragway.gateway.config import GatewaySettings
-from ragway.gateway.model_table import ModelTable
+from ragway.gateway.catalog.model_table import ModelTable
+from ragway.gateway.core.config import GatewaySettings
 from ragway.model.config import ModelSettings
 from ragway.model.liveness import ENGINE_FAILED_EXIT
 from ragway.retrieval.config import RetrievalSettings

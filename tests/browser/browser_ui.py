@@ -66,6 +66,9 @@ def conversation_id_from_url(url: str) -> str:
 
 
 async def open_knowledge(page: Page) -> None:
+    # Signing in (also after a reload) restores the panel as it was left; a click racing that
+    # restore would close it again, so wait until the page says it has loaded.
+    await expect(page.locator("#app-view")).to_have_attribute("data-loaded", "true", timeout=UI_TIMEOUT_MS)
     panel = page.locator("#rag-panel")
     if not await panel.evaluate("el => el.open"):
         await panel.locator("summary").click()

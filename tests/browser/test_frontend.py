@@ -27,6 +27,7 @@ from tests.browser.browser_ui import (
     sign_in,
     wait_answer_finished,
 )
+from tests.conftest import MODEL_NAME
 
 pytestmark = pytest.mark.browser
 
@@ -78,6 +79,14 @@ async def test_sign_in_and_read_a_streamed_answer(
     current = page.locator("#conversation-list .conv-open[aria-current='page']")
     await expect(current).to_have_count(1)
     await screenshot(page, "02-streamed-answer")
+
+
+async def test_the_model_picker_offers_only_chat_models(page: Page, gateway_url: str, admin_key: str) -> None:
+    # /v1/models also lists the retrieval service's embedder (mode "embedding"): chat with it is a 404.
+    await sign_in(page, gateway_url, admin_key)
+    options = page.locator("#model-select option")
+    await expect(options).not_to_have_count(0)
+    assert await options.evaluate_all("(os) => os.map((o) => o.value)") == [MODEL_NAME]
 
 
 async def test_stop_ends_a_long_answer_and_the_server_bills_the_partial_answer(

@@ -1,6 +1,7 @@
-"""docker-compose.yml, checked statically (no Docker engine here): valid against the Compose
-Specification's JSON schema, builds that point at real Dockerfile stages, no secrets in the file,
-health checks wherever something waits on health, and Prometheus scraping every service."""
+"""docker-compose.yml (and docker-compose.offline.yml over it), checked statically: valid against the
+Compose Specification's JSON schema, builds that point at real Dockerfile stages, no secrets in the
+file, health checks wherever something waits on health, Prometheus scraping every service, and one
+port (nginx) in front of the gateway replicas. tests/compose runs the stack for real."""
 
 from __future__ import annotations
 
@@ -20,7 +21,16 @@ PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}; $$ is a literal $.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|ADMIN_KEY|_AUTH$")
-RAGWAY_SERVICES = {"gateway": 8000, "model": 9101, "model-gpu": 9101, "retrieval": 9102}
+RAGWAY_SERVICES = {
+    "gateway": 8000,
+    "gateway-2": 8000,
+    "model": 9101,
+    "model-2": 9101,
+    "model-gpu": 9101,
+    "retrieval": 9102,
+}
+OFFLINE_FILE = ROOT / "docker-compose.offline.yml"
+NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
 
 
 def stages(dockerfile: Path) -> set[str]:
@@ -124,16 +134,17 @@ def test_model_runs_on_cpu_by_default_and_on_gpus_in_the_gpu_profile(compose) ->
     assert gpu["profiles"] == ["gpu"] and gpu["build"]["target"] == "model-gpu"
     [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
-    for name in ("milvus", "etcd", "minio"):
-        assert services[name]["profiles"] == ["milvus"]
+    assert services["milvus"]["profiles"] == ["milvus"]
+    assert services["qdrant"]["profiles"] == ["qdrant"]  # the embedded engine is the default
     default = {n for n, s in services.items() if not s.get("profiles")}
-    expected = {"gateway", "model", "retrieval", "postgres", "qdrant", "redis", "prometheus", "grafana"}
-    assert default == expected
+    expected = {"proxy", "gateway", "gateway-2", "model", "model-2", "retrieval", "postgres", "redis"}
+    assert default == expected | {"prometheus", "grafana"}
 
 
 def test_gateway_is_wired_to_services_that_exist(compose) -> None:
     services = compose["services"]
     env = services["gateway"]["environment"]
+    assert services["gateway-2"]["environment"] == env  # the replicas differ only in their volume
     model_default = INTERPOLATION.fullmatch(env["RAGWAY_MODEL_SERVICE_ADDR"]).group(3)
     for address in (model_default, env["RAGWAY_RETRIEVAL_SERVICE_ADDR"]):
         host, port = address.rsplit(":", 1)
@@ -141,7 +152,8 @@ def test_gateway_is_wired_to_services_that_exist(compose) -> None:
         assert services[host]["environment"][f"RAGWAY_{host.upper()}_PORT"] == port
     assert "@postgres:5432/" in env["RAGWAY_DATABASE_URL"] and "@redis:6379/" in env["RAGWAY_REDIS_URL"]
     retrieval = services["retrieval"]["environment"]
-    assert retrieval["RAGWAY_RETRIEVAL_QDRANT_URL"] == "http://qdrant:6333"
+    assert INTERPOLATION.fullmatch(retrieval["RAGWAY_RETRIEVAL_QDRANT_URL"]).group(3) == ""  # embedded
+    assert "RAGWAY_RETRIEVAL_QDRANT_URL=http://qdrant:6333" in ENV_EXAMPLE.read_text()
     assert retrieval["RAGWAY_RETRIEVAL_MILVUS_URI"] == "http://milvus:19530"
 
 
@@ -160,24 +172,62 @@ def test_prometheus_scrapes_every_ragway_service_on_its_metrics_port(compose) ->
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
 
 
-def test_the_model_table_names_model_services_that_exist(compose) -> None:
-    """deploy/models/models.yaml is a valid model table (as the gateway reads it) whose replicas are
-    compose services listening on the model port, and the gateway mounts it where .env points."""
-    from ragway.gateway.model_table import load_model_table
+@pytest.mark.parametrize("table_file", ["replicas.yaml", "models.yaml"])
+def test_the_model_table_names_model_services_that_exist(compose, table_file: str) -> None:
+    """deploy/models/*.yaml are valid model tables (as the gateway reads them) whose replicas are
+    compose services listening on the model port, and the gateway mounts them where .env points:
+    by default the bundled model on its two replicas, model and model-2."""
+    from ragway.gateway.catalog.model_table import load_model_table
 
     services = compose["services"]
-    gateway = services["gateway"]
-    assert "./deploy/models:/etc/ragway/models:ro" in gateway["volumes"]
-    assert INTERPOLATION.fullmatch(gateway["environment"]["RAGWAY_MODELS_FILE"])
-    documented = re.search(r"^#\s+RAGWAY_MODELS_FILE=(\S+)", ENV_EXAMPLE.read_text(), re.MULTILINE)
-    assert documented and documented.group(1) == "/etc/ragway/models/models.yaml"
-    table = load_model_table(ROOT / "deploy" / "models" / "models.yaml")
-    assert len(table.models) >= 2
+    for name in ("gateway", "gateway-2"):
+        assert "./deploy/models:/etc/ragway/models:ro" in services[name]["volumes"]
+    match = INTERPOLATION.fullmatch(services["gateway"]["environment"]["RAGWAY_MODELS_FILE"])
+    assert match and match.group(3) == "/etc/ragway/models/replicas.yaml"
+    example = ENV_EXAMPLE.read_text()
+    assert re.search(r"^RAGWAY_MODELS_FILE=/etc/ragway/models/replicas.yaml$", example, re.MULTILINE)
+    assert re.search(r"^#\s+RAGWAY_MODELS_FILE=/etc/ragway/models/models.yaml", example, re.MULTILINE)
+    table = load_model_table(ROOT / "deploy" / "models" / table_file)
+    assert table.models[0].replicas == ["model:50051", "model-2:50051"]
     for entry in table.models:
         for address in entry.replicas:
             host, port = address.rsplit(":", 1)
             assert host in services, f"{entry.name}: no service {host}"
             assert services[host]["environment"]["RAGWAY_MODEL_PORT"] == port
-            if host != "model":  # more models than the default come with a profile
+            if host not in ("model", "model-2"):  # more models than the default come with a profile
                 assert services[host]["profiles"] == ["multi-model"]
                 assert services[host]["deploy"]["resources"]["limits"]["memory"]
+
+
+def test_users_reach_the_gateways_through_one_port_that_streams_unbuffered(compose) -> None:
+    """nginx publishes the one port and balances over both gateway replicas; SSE passes unbuffered."""
+    services = compose["services"]
+    published = {name for name, s in services.items() if s.get("ports") and not s.get("profiles")}
+    assert published == {"proxy", "prometheus", "grafana"}  # the last two: their own UIs
+    assert services["proxy"]["ports"] == ["${RAGWAY_GATEWAY_PORT:-8000}:80"]
+    assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in services["proxy"]["volumes"]
+    conf = NGINX_CONF.read_text()
+    upstream = re.search(r"upstream gateways \{(.*?)\}", conf, re.DOTALL).group(1)
+    assert re.findall(r"server (\S+):8000", upstream) == ["gateway", "gateway-2"]
+    assert "proxy_buffering off;" in conf and "proxy_pass http://gateways;" in conf
+
+
+def test_the_offline_override_swaps_only_images_for_local_stand_ins(compose) -> None:
+    """docker-compose.offline.yml: every image it names is built by docker/offline/Dockerfile, and
+    what it changes besides `image:` is Milvus' command and health check and moving the two
+    observability services (no local stand-in) into a profile."""
+    offline = yaml.safe_load(OFFLINE_FILE.read_text())["services"]
+    stages_built = stages(ROOT / "docker" / "offline" / "Dockerfile")
+    script = (ROOT / "docker" / "build_images.sh").read_text()
+    for name, override in offline.items():
+        assert name in compose["services"], name
+        if "image" in override:
+            stage = override["image"].split("/offline-", 1)[1].split(":")[0]
+            assert stage in stages_built and stage in script, f"{name}: no stage {stage}"
+        extra = set(override) - {"image"}
+        if name == "milvus":
+            assert extra == {"command", "healthcheck"}
+        elif name in ("prometheus", "grafana"):
+            assert override == {"profiles": ["observability"]}
+        else:
+            assert not extra, f"{name}: {extra}"

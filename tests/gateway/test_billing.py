@@ -75,6 +75,7 @@ async def test_dropped_stream_is_billed_for_partial_tokens_and_aborted(
         "model": MODEL_NAME,
         "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
         "max_tokens": 1000,
+        "ignore_eos": True,  # forced long: still writing after the fifth chunk, on any machine
         "stream": True,
         "store": True,
     }
@@ -115,10 +116,18 @@ async def test_dropped_non_streaming_request_aborts_in_the_engine_and_is_billed(
         "model": MODEL_NAME,
         "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
         "max_tokens": 1000,
+        "ignore_eos": True,  # forced long: still writing when the client leaves, on any machine
     }
-    async with httpx.AsyncClient(base_url=gateway.url, headers=account.headers, timeout=4) as http:
-        with pytest.raises(httpx.ReadTimeout):
-            await http.post("/v1/chat/completions", json=body)
+    first_tokens = metric(model_service.metrics_url, "ragway_model_ttft_seconds_count")
+    async with httpx.AsyncClient(base_url=gateway.url, headers=account.headers, timeout=120) as http:
+        request = asyncio.create_task(http.post("/v1/chat/completions", json=body))
+        # Leave once the engine has written this answer's first token (not after a guessed time).
+        while metric(model_service.metrics_url, "ragway_model_ttft_seconds_count") == first_tokens:
+            assert not request.done(), request.result().text
+            await asyncio.sleep(0.05)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
     # The client hung up: within 2 s nothing of it runs in the engine any more.
     deadline = time.monotonic() + 2
     while metric(model_service.metrics_url, "ragway_model_engine_unfinished_requests") > 0:

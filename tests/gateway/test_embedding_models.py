@@ -113,3 +113,24 @@ def test_a_collection_is_built_with_an_embedding_model_and_searched_only_with_it
         unknown = http.post("/v1/collections", json={"name": "nope", "embedding_model": "bge-m3"})
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
         assert http.get("/v1/collections/nope").status_code == 404, "nothing was created for an unknown model"
+
+
+def test_a_search_is_billed_under_the_embedder_its_collection_was_built_with(
+    embedding_gateway: Gateway,
+) -> None:
+    fresh = make_account(embedding_gateway.url, embedding_gateway.admin_key)
+
+    def requests_by_model(http) -> dict[str, int]:  # type: ignore[no-untyped-def]
+        return {row["model"]: row["requests"] for row in http.get("/v1/usage").json()["data"]}
+
+    with fresh.http() as http:
+        assert http.post(
+            "/v1/collections", json={"name": "billed-second", "embedding_model": SECOND}
+        ).is_success
+        docs = {"documents": [{"id": "d1", "text": "The lighthouse keeper logs the fog."}]}
+        assert http.post("/v1/collections/billed-second/documents", json=docs).status_code == 200
+        before = requests_by_model(http)
+        assert http.post("/v1/collections/billed-second/search", json={"query": "who logs fog"}).is_success
+        after = requests_by_model(http)
+    assert after.get(SECOND, 0) == before.get(SECOND, 0) + 1, after
+    assert DEFAULT_NAME not in after, "the query was embedded by the collection's embedder, and billed so"

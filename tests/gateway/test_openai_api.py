@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
@@ -147,3 +150,23 @@ def test_malformed_bodies_are_400_in_openai_shape(account: Account) -> None:
             "/v1/chat/completions", content=b"x" * 2_000_000, headers={"content-type": "application/json"}
         )
         assert huge.status_code == 413
+
+
+def test_the_readmes_sdk_example_runs_as_written(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    account = make_account(gateway.url, gateway.admin_key)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    [example] = [b for b in blocks if "conversation_id" in b and "from openai import OpenAI" in b]
+    # Only the address and the key are the reader's own; the rest runs exactly as printed.
+    code = example.replace("http://127.0.0.1:8000/v1", f"{account.base_url}/v1")
+    exec(compile(code, "README.md", "exec"), {"KEY": account.key})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed and "completion_tokens" in printed[-1], "the stream ends with its usage"
+    [conversation] = account.http().get("/v1/conversations").json()["data"]
+    messages = account.http().get(f"/v1/conversations/{conversation['id']}").json()["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == [
+        "What is the capital of France?",
+        "And of Italy?",
+    ]

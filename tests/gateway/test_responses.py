@@ -343,3 +343,20 @@ def test_tokenize_and_detokenize_round_trip(account: Account, gateway: Gateway) 
         assert http.get("/v1/me").json()["credits"] == before  # billed as nothing
     assert httpx.post(f"{gateway.url}/tokenize", json={"prompt": text}).status_code == 401
     assert httpx.post(f"{gateway.url}/detokenize", json={"tokens": [1, 2]}).status_code == 401
+
+
+def test_tokenize_counts_the_prompt_chat_sends(account: Account) -> None:
+    """A system message after the first user turn is rendered first by chat (generation puts the
+    system prompt before the conversation); /tokenize counts the same prompt, not the order sent."""
+    messages = [
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "Blue."},
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "Another one?"},
+    ]
+    with account.http() as http:
+        counted = http.post("/tokenize", json={"model": MODEL_NAME, "messages": messages}).json()["count"]
+        sent = http.post(
+            "/v1/chat/completions", json={"model": MODEL_NAME, "messages": messages, "max_tokens": 1}
+        ).json()["usage"]["prompt_tokens"]
+    assert counted == sent

@@ -369,6 +369,49 @@ def test_a_vector_store_is_a_collection(account: Account) -> None:
     assert client.vector_stores.search(vector_store_id=legacy["id"], query="sodium").data[0].file_id == "n1"
 
 
+def test_one_store_through_both_search_apis_with_one_filter_language(account: Account) -> None:
+    """The vector store route's `or` filter and the collections route's JSON filter run the one
+    search path (rag.search): both reach the store whole and agree on the same row's chunks."""
+    client = account.openai()
+    store = client.vector_stores.create(name="one path")
+    years = {"alpha": 2019, "bravo": 2021, "charlie": 2023}
+    for topic, year in years.items():
+        done = client.vector_stores.files.upload_and_poll(
+            vector_store_id=store.id,
+            file=text_file(f"{topic}.txt", TOPICS[topic]),
+            attributes={"topic": topic, "year": year},
+        )
+        assert done.status == "completed", done.last_error
+    either: Any = {
+        "type": "and",
+        "filters": [
+            {
+                "type": "or",
+                "filters": [
+                    {"type": "eq", "key": "topic", "value": "alpha"},
+                    {"type": "gte", "key": "year", "value": 2021},
+                ],
+            },
+            {"type": "nin", "key": "topic", "value": ["bravo"]},
+        ],
+    }
+    found = client.vector_stores.search(
+        vector_store_id=store.id, query="freight trains", filters=either, max_num_results=10
+    )
+    assert {r.filename for r in found.data} == {"alpha.txt", "charlie.txt"}
+    with account.http() as http:
+        reply = http.post(
+            f"/v1/collections/{store.id}/search",
+            json={"query": "freight trains", "top_k": 10, "filter": {"topic": {"in": ["alpha", "charlie"]}}},
+        )
+        assert reply.status_code == 200, reply.text
+        assert {h["metadata"]["filename"] for h in reply.json()["data"]} == {"alpha.txt", "charlie.txt"}
+        bad = http.post(
+            f"/v1/collections/{store.id}/search", json={"query": "x", "filter": {"year": {"ne": 1}}}
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "filter"
+
+
 def test_bad_input_is_a_clear_4xx(account: Account) -> None:
     client = account.openai()
     store = client.vector_stores.create(name="validation")

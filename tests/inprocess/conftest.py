@@ -13,10 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from ragway.gateway.api import deps
 from ragway.gateway.app import create_app
-from ragway.gateway.config import GatewaySettings
-from ragway.gateway.generation import GenerationService
+from ragway.gateway.core import deps
+from ragway.gateway.core.config import GatewaySettings
+from ragway.gateway.generation.service import GenerationService
+from tests.utils.db import fresh_postgres
 from tests.utils.fakes import FakeModelClient, FakeRetrievalClient, fake_router
 
 ADMIN_KEY = "rgw_" + "a" * 43
@@ -44,8 +45,22 @@ class InProcess:
 
 @pytest.fixture
 def inprocess(tmp_path: Path) -> Iterator[InProcess]:
+    yield from inprocess_app(tmp_path, None)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def inprocess_any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcess]:
+    """The in-process gateway on SQLite and on a fresh PostgreSQL database (127.0.0.1:5432)."""
+    url = fresh_postgres("ragway_inprocess") if request.param == "postgres" else None
+    yield from inprocess_app(tmp_path, url)
+
+
+def inprocess_app(tmp_path: Path, database_url: str | None) -> Iterator[InProcess]:
     settings = GatewaySettings(
-        data_dir=tmp_path, admin_key=SecretStr(ADMIN_KEY), frontend_dir=tmp_path / "none"
+        data_dir=tmp_path,
+        admin_key=SecretStr(ADMIN_KEY),
+        frontend_dir=tmp_path / "none",
+        database_url=SecretStr(database_url) if database_url else None,
     )
     app = create_app(settings)
     model, retrieval = FakeModelClient(), FakeRetrievalClient()

@@ -8,9 +8,9 @@ import json
 
 import openai
 
-from ragway.gateway.generation import Generation
-from ragway.gateway.serving import TextEvents, Wire, _chunk, sse
-from ragway.v1 import model_pb2
+from ragway.gateway.chat_completion.serving import TextEvents, Wire, _chunk, sse
+from ragway.gateway.clients.model import ChoiceDelta, GenerationRequest, Sampling
+from ragway.gateway.generation.service import Generation
 from tests.inprocess.conftest import InProcess
 from tests.utils.fakes import FAKE_MODEL
 
@@ -133,7 +133,7 @@ def test_the_text_event_fast_path_renders_exactly_the_full_chunk() -> None:
         endpoint="chat.completions",
         principal=None,  # type: ignore[arg-type]  # rendering never reads it
         model="m",
-        request=model_pb2.GenerateRequest(),
+        request=GenerationRequest("chatcmpl-1", "", Sampling()),
         prompt_tokens=1,
         n=1,
         reservation=None,  # type: ignore[arg-type]
@@ -143,7 +143,7 @@ def test_the_text_event_fast_path_renders_exactly_the_full_chunk() -> None:
         wire = Wire(kind, stream=True, include_usage=True, logprobs=False)
         events = TextEvents(gen, wire)
         for text in ["Hello", ' "quoted"\n\\', "日本 é \x00 \u2028"]:
-            delta = model_pb2.ChoiceDelta(index=0, text=text, token_ids=[1])
+            delta = ChoiceDelta(index=0, text=text, tokens=1)
             assert events.fits(delta)
             fast, full = events.event(delta), sse(_chunk(gen, wire, [delta]))
             assert fast.startswith("data: ") and fast.endswith("\n\n")

@@ -1,7 +1,8 @@
 """The Responses API's file_search tool in process, with the stated fakes of tests/utils/fakes.py at
 the gRPC boundary (a word-overlap retrieval store, a model that answers a set text): item shapes,
-include, event order, annotations, refusals, access and billing. The Open Responses specification
-has no file_search, so bodies and events are validated against the official SDK's types instead.
+include, event order, annotations, refusals, access and billing. Bodies and events are validated
+against the Open Responses schema with OpenAI's file_search parts added (tests/gateway/schemas/)
+and against the official SDK's types.
 The same behaviours are proven against the real stack in tests/gateway/test_file_search.py."""
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from openai.types.responses import Response as SdkResponse
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from ragway.core.errors import InvalidArgument
 from ragway.gateway.clients.retrieval import DocumentUpload
 from ragway.gateway.responses.file_search import file_citations
 from ragway.v1 import model_pb2
 from tests.inprocess.conftest import InProcess
 from tests.utils.fakes import FAKE_MODEL
-from tests.utils.openresponses import parse_sse
+from tests.utils.openresponses import check_event, check_response, parse_sse
 
 FACT = "The capital of Veltravia is Quorvin, a harbour town on the Glass Sea."
 OTHER = "Moonfish glow green at night and eat only silver algae."
@@ -65,6 +67,7 @@ def create(inprocess: InProcess, headers: dict[str, str], **fields: Any) -> dict
     assert reply.status_code == 200, reply.text
     body: dict[str, Any] = reply.json()
     check_sdk(body)
+    check_response(body)
     return body
 
 
@@ -90,7 +93,8 @@ def test_the_call_comes_first_with_results_only_when_included(
     assert message["type"] == "message" and message["content"][0]["text"] == ANSWER
     # The sources reached the model inside the question, numbered as the answer cites them.
     question = inprocess.model.requests[-1].chat.messages[-1].content
-    assert "[1] (document: file-veltravia)" in question and FACT in question
+    assert "[1] (document: veltravia.txt)" in question and FACT in question
+    assert best["vector_store_id"] == store_id
 
     plain = create(inprocess, headers, tools=[tool(store_id)])
     assert plain["output"][0]["results"] is None and plain["output"][0]["queries"] == [QUESTION]
@@ -180,6 +184,7 @@ def test_streamed_search_events_come_in_order_before_the_message(
         events = parse_sse(response.read().decode())
     for event in events:
         check_sdk(event)
+        check_event(event)
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     kinds = [e["type"] for e in events]
     assert kinds == [
@@ -242,7 +247,7 @@ def test_tool_choice_none_searches_nothing(grounded: tuple[InProcess, dict[str, 
             "vector_store_ids": [store_id],
             "max_num_results": 5,
             "filters": None,
-            "ranking_options": {"ranker": "auto"},
+            "ranking_options": {"ranker": "auto", "score_threshold": 0.0},
         }
     ]
 
@@ -323,3 +328,117 @@ def test_function_tools_still_reach_the_model_beside_file_search(
     # The search is the required call, so the model may answer in text.
     assert sent.tool_choice.mode == model_pb2.TOOL_CHOICE_MODE_AUTO
     assert [t["type"] for t in body["tools"]] == ["file_search", "function"]
+
+
+def test_hybrid_search_weights_are_the_fusion_weights_and_are_echoed(
+    grounded: tuple[InProcess, dict[str, str], str],
+) -> None:
+    inprocess, headers, store_id = grounded
+    weights = {"embedding_weight": 0.25, "text_weight": 3.0}
+    ranking = {"ranker": "auto", "hybrid_search": weights}
+    body = create(inprocess, headers, tools=[tool(store_id, ranking_options=ranking)])
+    sent = inprocess.retrieval.search_settings[-1]
+    assert (sent.mode, sent.fusion, sent.dense_weight, sent.sparse_weight) == ("hybrid", "rrf", 0.25, 3.0)
+    assert body["tools"][0]["ranking_options"] == {
+        "ranker": "auto",
+        "score_threshold": 0.0,
+        "hybrid_search": weights,
+    }
+    create(inprocess, headers, tools=[tool(store_id)])
+    default = inprocess.retrieval.search_settings[-1]
+    assert (default.mode, default.dense_weight, default.sparse_weight) == (None, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("ranking", "words"),
+    [
+        ({"hybrid_search": {"embedding_weight": 0, "text_weight": 0}}, "cannot both be 0"),
+        ({"hybrid_search": {"embedding_weight": -1, "text_weight": 1}}, "embedding_weight"),
+        ({"hybrid_search": {"embedding_weight": 1}}, "text_weight"),
+        (
+            {"hybrid_search": {"embedding_weight": 1, "text_weight": 1}, "score_threshold": 0.5},
+            "score_threshold",
+        ),
+    ],
+)
+def test_bad_hybrid_search_is_a_400_naming_it(
+    grounded: tuple[InProcess, dict[str, str], str], ranking: dict[str, Any], words: str
+) -> None:
+    inprocess, headers, store_id = grounded
+    reply = inprocess.client.post(
+        "/v1/responses",
+        json={"model": FAKE_MODEL, "input": QUESTION, "tools": [tool(store_id, ranking_options=ranking)]},
+        headers=headers,
+    )
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["param"].startswith("tools.0.ranking_options") and words in error["message"], error
+    assert inprocess.retrieval.searches == [] and inprocess.model.requests == []
+
+
+def test_a_fusion_that_cannot_weigh_is_refused_naming_hybrid_search(
+    grounded: tuple[InProcess, dict[str, str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retrieval service refuses weights its store's fusion would drop (field `hybrid`, as
+    Qdrant's DBSF does); the Responses API names OpenAI's field for it."""
+    inprocess, headers, store_id = grounded
+
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise InvalidArgument("the store's DBSF fusion weighs both searches equally", field="hybrid")
+
+    monkeypatch.setattr(inprocess.retrieval, "search", refuse)
+    ranking = {"hybrid_search": {"embedding_weight": 1, "text_weight": 2}}
+    reply = inprocess.client.post(
+        "/v1/responses",
+        json={"model": FAKE_MODEL, "input": QUESTION, "tools": [tool(store_id, ranking_options=ranking)]},
+        headers=headers,
+    )
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == "tools.0.ranking_options.hybrid_search"
+
+
+def test_every_result_names_its_vector_store(grounded: tuple[InProcess, dict[str, str], str]) -> None:
+    inprocess, headers, store_id = grounded
+    second = new_store(inprocess, headers)
+    body = create(
+        inprocess,
+        headers,
+        tools=[{"type": "file_search", "vector_store_ids": [store_id, second]}],
+        include=["file_search_call.results"],
+    )
+    results = body["output"][0]["results"]
+    assert {r["vector_store_id"] for r in results} == {store_id, second}
+
+
+SOURCES = [
+    {"file_id": "file-veltravia", "filename": "veltravia.txt", "text": FACT},
+    {"file_id": "file-moonfish", "filename": "moonfish.txt", "text": OTHER},
+]
+
+
+def test_a_named_file_is_cited_just_past_its_name() -> None:
+    answer = "See moonfish.txt: they glow. Veltravia.txt says otherwise [1]."
+    moonfish = answer.index("moonfish.txt") + len("moonfish.txt")
+    veltravia = answer.index("Veltravia.txt") + len("Veltravia.txt")  # names match in any case
+    assert file_citations(answer, SOURCES) == [
+        {"type": "file_citation", "file_id": "file-moonfish", "filename": "moonfish.txt", "index": moonfish},
+        {
+            "type": "file_citation",
+            "file_id": "file-veltravia",
+            "filename": "veltravia.txt",
+            "index": veltravia,
+        },
+        {
+            "type": "file_citation",
+            "file_id": "file-veltravia",
+            "filename": "veltravia.txt",
+            "index": answer.index("[1]"),
+        },
+    ]
+    # A name inside a longer one is not a mention of it.
+    assert file_citations("old-moonfish.txt and moonfish.txt2", SOURCES) == []
+
+
+def test_an_answer_that_refers_to_no_source_gets_no_annotation() -> None:
+    assert file_citations("I don't know.", SOURCES) == []
+    assert file_citations("Fish are animals [7].", SOURCES) == []  # no source 7

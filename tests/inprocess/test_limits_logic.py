@@ -21,11 +21,11 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from ragway.core.errors import Unavailable
-from ragway.gateway.api import deps
+from ragway.gateway.accounts.limiter import Hold, Limiter, LocalLimiter, RedisLimiter, Refusal
 from ragway.gateway.app import create_app
-from ragway.gateway.config import GatewaySettings
-from ragway.gateway.generation import GenerationService
-from ragway.gateway.limiter import Hold, Limiter, LocalLimiter, RedisLimiter, Refusal
+from ragway.gateway.core import deps
+from ragway.gateway.core.config import GatewaySettings
+from ragway.gateway.generation.service import GenerationService
 from ragway.v1 import model_pb2
 from tests.inprocess.conftest import ADMIN_KEY
 from tests.utils.fakes import FAKE_MODEL, FakeModelClient, FakeRetrievalClient, fake_router, fake_tokens

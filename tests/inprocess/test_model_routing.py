@@ -16,16 +16,14 @@ from pydantic import SecretStr, ValidationError
 from ragway.cli import settings_error_lines
 from ragway.core.errors import Unavailable
 from ragway.core.grpc_server import create_server, set_serving
-from ragway.gateway import metrics
-from ragway.gateway.api import deps
-from ragway.gateway.clients.model import ModelClient, ModelReplica
+from ragway.gateway.catalog.model_table import ModelTable, ModelTableError, parse_model_table
+from ragway.gateway.catalog.model_table import Price as PerMillion
+from ragway.gateway.clients.model import GenerationRequest, ModelClient, ModelReplica, Sampling
 from ragway.gateway.clients.replicas import ReplicaSet
-from ragway.gateway.config import GatewaySettings
-from ragway.gateway.errors import Overloaded
-from ragway.gateway.generation import GenerationService
-from ragway.gateway.model_table import ModelTable, ModelTableError, parse_model_table
-from ragway.gateway.model_table import Price as PerMillion
-from ragway.v1 import model_pb2
+from ragway.gateway.core import deps, metrics
+from ragway.gateway.core.config import GatewaySettings
+from ragway.gateway.core.errors import Overloaded
+from ragway.gateway.generation.service import GenerationService
 from tests.inprocess.conftest import ADMIN_KEY, InProcess
 from tests.utils.fakes import FakeModelClient, FlakyModelClient, fake_router
 
@@ -166,7 +164,7 @@ def _client(*replicas: FakeModelClient) -> ModelClient:
 
 
 async def _answer(client: ModelClient) -> str:
-    request = model_pb2.GenerateRequest(text="hi")
+    request = GenerationRequest("r", "hi", Sampling())
     return "".join([d.text async for m in client.generate(request, 5) for d in m.choices])
 
 
@@ -196,7 +194,7 @@ async def test_a_call_that_fails_after_its_first_token_is_never_retried() -> Non
     client = _client(dying, other)
     words: list[str] = []
     with pytest.raises(Unavailable):
-        async for message in client.generate(model_pb2.GenerateRequest(text="hi"), 5):
+        async for message in client.generate(GenerationRequest("r", "hi", Sampling()), 5):
             words += [d.text for d in message.choices]
     assert "".join(words) == "Hello from"  # what the client already had stays the answer's start
     assert other.requests == []

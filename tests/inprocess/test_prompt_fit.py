@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragway.gateway.prompt import fit
+from ragway.gateway.generation.prompt import fit
 
 
 def test_a_prompt_that_fits_keeps_everything() -> None:

@@ -3,7 +3,7 @@ searches for, and which sources an answer cited."""
 
 from __future__ import annotations
 
-from ragway.gateway.rag.grounding import cited_numbers
+from ragway.gateway.generation.grounding import cited_numbers
 from ragway.gateway.rag.query import follow_up_query
 from tests.inprocess.conftest import InProcess
 from tests.utils.fakes import FAKE_MODEL

@@ -198,6 +198,20 @@ def test_continuing_an_older_response_branches_without_mixing(inprocess: InProce
     )
 
 
+def test_an_unstored_continuation_of_an_older_response_leaves_no_conversation(inprocess: InProcess) -> None:
+    headers = inprocess.account()
+    first = create(inprocess, headers, input="one")
+    create(inprocess, headers, input="two", previous_response_id=first["id"])
+    before = inprocess.client.get("/v1/conversations", headers=headers).json()["data"]
+    unstored = create(inprocess, headers, input="other two", previous_response_id=first["id"], store=False)
+    sent = inprocess.model.requests[-1].chat.messages
+    assert [m.content for m in sent if m.role == "user"] == ["one", "other two"], "the branch's history"
+    assert unstored["conversation"] is None
+    assert inprocess.client.get("/v1/conversations", headers=headers).json()["data"] == before
+    view = inprocess.client.get(f"/v1/conversations/{first['conversation']['id']}", headers=headers).json()
+    assert [m["content"] for m in view["messages"] if m["role"] == "user"] == ["one", "two"]
+
+
 def test_get_rebuilds_the_response_and_input_items_list_what_was_sent(inprocess: InProcess) -> None:
     headers = inprocess.account()
     made = create(

@@ -198,6 +198,24 @@ def test_vector_store_index_and_search_options(inprocess: InProcess) -> None:
         assert _param(reply) == param
 
 
+def test_ranking_options_another_search_api_honours_are_refused(inprocess: InProcess) -> None:
+    """One ranker field, and per API only what it honours: collections cut scores with min_score,
+    and OpenAI's vector store shape has no candidate count or time budget."""
+    headers = inprocess.account()
+    _collection(inprocess, headers)
+    collections = {"query": "E4031", "ranking_options": {"score_threshold": 0.2}}
+    assert (
+        _param(inprocess.client.post("/v1/collections/docs/search", json=collections, headers=headers))
+        == "ranking_options.score_threshold"
+    )
+    store = inprocess.client.post("/v1/vector_stores", json={"name": "kb"}, headers=headers).json()
+    vector_stores = {"query": "E4031", "ranking_options": {"budget_ms": 50}}
+    reply = inprocess.client.post(
+        f"/v1/vector_stores/{store['id']}/search", json=vector_stores, headers=headers
+    )
+    assert _param(reply) == "ranking_options.budget_ms"
+
+
 def test_readyz_says_which_reranker_is_configured_or_why_none_is(inprocess: InProcess) -> None:
     details = inprocess.client.get("/readyz").json()["details"]["retrieval"]
     assert details["reranker"] is None and "no reranker" in details["notes"][0]

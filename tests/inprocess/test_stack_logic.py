@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ragway.gateway.model_table import default_table, parse_model_table
+from ragway.gateway.catalog.model_table import default_table, parse_model_table
 from ragway.model.liveness import ENGINE_FAILED_EXIT
 from ragway.stack import (
     RESTART_BACKOFF,

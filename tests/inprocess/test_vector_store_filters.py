@@ -1,5 +1,7 @@
-"""OpenAI's vector store search filters: what goes to the store, what the gateway evaluates, and
-that the two halves together mean exactly the filter (pure logic, no services)."""
+"""The one filter language of every search (rag.filters): OpenAI's comparison and compound
+filters, validated and translated whole into the retrieval service's Filter, which the store
+evaluates; the collections API's JSON form translated into the same language (pure logic, no
+services; the stores' own evaluation is proven in tests/retrieval/test_contract.py)."""
 
 from __future__ import annotations
 
@@ -9,116 +11,133 @@ from typing import Any
 import pytest
 
 from ragway.core.errors import InvalidArgument
-from ragway.gateway.clients.retrieval import Condition
+from ragway.gateway.clients.retrieval import Condition, Filter
 from ragway.gateway.rag import filters
-from ragway.gateway.rag.vector_stores import chunking_of
-from ragway.gateway.vector_store_protocol import ChunkingStrategy
+from ragway.gateway.vector_stores.protocol import ChunkingStrategy
+from ragway.gateway.vector_stores.serving import chunking_of
+from tests.utils.fakes import keeps
 
 
 def eq(key: str, value: Any) -> dict[str, Any]:
     return {"type": "eq", "key": key, "value": value}
 
 
-def test_store_expressible_filters_go_to_the_store_whole() -> None:
-    plan = filters.plan(
+def test_every_comparison_and_compound_goes_to_the_store() -> None:
+    where = filters.parse(
         {
             "type": "and",
             "filters": [
                 eq("topic", "a"),
                 {"type": "in", "key": "tag", "value": ["x", "y"]},
                 {"type": "and", "filters": [{"type": "gte", "key": "year", "value": 2020}]},
-                {"type": "lt", "key": "year", "value": 2025},
+                {"type": "ne", "key": "lang", "value": "de"},
+                {"type": "nin", "key": "tag", "value": ["z"]},
+                {"type": "or", "filters": [eq("x", 1), {"type": "lt", "key": "year", "value": 2025}]},
             ],
         }
     )
-    assert plan.residual is None
-    assert plan.conditions == [
-        Condition("topic", equals="a"),
-        Condition("tag", any_of=["x", "y"]),
-        Condition("year", range={"gte": 2020.0}),
-        Condition("year", range={"lt": 2025.0}),
-    ]
-    assert plan.candidates(10) == 10
+    assert where == Filter(
+        must=(
+            Condition("topic", equals="a"),
+            Condition("tag", any_of=["x", "y"]),
+            Condition("year", range={"gte": 2020.0}),
+            Filter(should=(Condition("x", equals=1), Condition("year", range={"lt": 2025.0}))),
+        ),
+        must_not=(Condition("lang", equals="de"), Condition("tag", any_of=["z"])),
+    )
+    assert filters.parse(eq("a", 1)) == Filter(must=(Condition("a", equals=1),))
+    assert filters.parse({"type": "or", "filters": [eq("a", 1), eq("b", 2)]}) == Filter(
+        should=(Condition("a", equals=1), Condition("b", equals=2))
+    )
+    assert filters.parse(None) is None
 
 
-def test_ne_nin_and_or_stay_in_the_gateway_and_overfetch() -> None:
-    spec = {
-        "type": "and",
-        "filters": [
-            eq("lang", "en"),
-            {"type": "ne", "key": "topic", "value": "b"},
-            {"type": "or", "filters": [eq("x", 1), {"type": "nin", "key": "y", "value": [1, 2]}]},
-        ],
-    }
-    plan = filters.plan(spec)
-    assert plan.conditions == [Condition("lang", equals="en")]
-    assert plan.residual == {"type": "and", "filters": spec["filters"][1:]}
-    assert plan.candidates(10) == 10 * filters.OVERFETCH
-    assert plan.candidates(50) == 100  # the store's largest top_k
-    top_or = filters.plan({"type": "or", "filters": [eq("a", 1), eq("b", 2)]})
-    assert top_or.conditions == [] and top_or.residual is not None
+def test_in_over_mixed_types_is_an_or_of_equalities() -> None:
+    # The store matches one any_of set of strings or of whole numbers; anything else is spelled out.
+    assert filters.parse({"type": "in", "key": "a", "value": [1, 2.0]}) == Filter(
+        must=(Condition("a", any_of=[1, 2.0]),)
+    )
+    mixed = filters.parse({"type": "nin", "key": "a", "value": ["x", 2, True, 1.5]})
+    assert mixed == Filter(
+        must_not=(
+            Filter(
+                should=tuple(Condition("a", equals=v) for v in ["x", 2, True, 1.5]),
+            ),
+        )
+    )
 
 
-@pytest.mark.parametrize(
-    ("spec", "metadata", "expected"),
-    [
-        (eq("a", 1), {"a": 1.0}, True),  # numbers from a protobuf Struct come back as floats
-        (eq("a", True), {"a": 1}, False),  # booleans are not numbers
-        (eq("a", "1"), {"a": 1}, False),
-        (eq("a", 1), {}, False),
-        ({"type": "ne", "key": "a", "value": 1}, {}, True),  # missing: not equal to anything
-        ({"type": "ne", "key": "a", "value": 1}, {"a": 1}, False),
-        ({"type": "in", "key": "a", "value": ["x", 2]}, {"a": 2.0}, True),
-        ({"type": "nin", "key": "a", "value": ["x", 2]}, {"a": "y"}, True),
-        ({"type": "nin", "key": "a", "value": ["x"]}, {"a": "x"}, False),
-        ({"type": "gt", "key": "a", "value": 2}, {"a": 3}, True),
-        ({"type": "gte", "key": "a", "value": 3}, {"a": 3}, True),
-        ({"type": "lt", "key": "a", "value": 3}, {"a": 3}, False),
-        ({"type": "lte", "key": "a", "value": 3}, {"a": "2"}, False),  # a string is not in a range
-        ({"type": "gt", "key": "a", "value": 0}, {}, False),
-        ({"type": "or", "filters": [eq("a", 1), eq("b", 2)]}, {"b": 2}, True),
-        ({"type": "and", "filters": [eq("a", 1), eq("b", 2)]}, {"b": 2}, False),
-    ],
-)
-def test_matches(spec: dict[str, Any], metadata: dict[str, Any], expected: bool) -> None:
-    assert filters.matches(filters.validate(spec), metadata) is expected
+def _means(spec: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    """What a filter means, written out from OpenAI's definition: a missing key fails eq, in and
+    the ranges and passes ne and nin; booleans are not numbers."""
+
+    def same(have: Any, want: Any) -> bool:
+        if isinstance(have, bool) or isinstance(want, bool):
+            return isinstance(have, bool) and isinstance(want, bool) and have == want
+        if isinstance(have, int | float) and isinstance(want, int | float):
+            return float(have) == float(want)
+        return isinstance(have, str) and isinstance(want, str) and have == want
+
+    kind = spec["type"]
+    if kind == "and":
+        return all(_means(f, metadata) for f in spec["filters"])
+    if kind == "or":
+        return any(_means(f, metadata) for f in spec["filters"])
+    key, want = spec["key"], spec["value"]
+    present, have = key in metadata, metadata.get(key)
+    if kind in ("eq", "ne"):
+        hit = present and same(have, want)
+        return hit if kind == "eq" else not hit
+    if kind in ("in", "nin"):
+        hit = present and any(same(have, w) for w in want)
+        return hit if kind == "in" else not hit
+    if not present or isinstance(have, bool) or not isinstance(have, int | float):
+        return False
+    return {"gt": have > want, "gte": have >= want, "lt": have < want, "lte": have <= want}[kind]
 
 
-def _store_side(conditions: list[Condition], metadata: dict[str, Any]) -> bool:
-    """What the retrieval service's AND of conditions keeps (its documented semantics)."""
-    for c in conditions:
-        spec: dict[str, Any]
-        if c.any_of is not None:
-            spec = {"type": "in", "key": c.key, "value": c.any_of}
-        elif c.range is not None:
-            ((op, bound),) = c.range.items()
-            spec = {"type": op, "key": c.key, "value": bound}
-        else:
-            spec = eq(c.key, c.equals)
-        if not filters.matches(spec, metadata):
-            return False
-    return True
-
-
-def test_store_half_and_gateway_half_together_mean_the_whole_filter() -> None:
+def test_the_store_filter_means_exactly_the_request_filter() -> None:
     leaves = [
         eq("t", "a"),
         {"type": "ne", "key": "t", "value": "b"},
         {"type": "in", "key": "y", "value": [1, 2]},
         {"type": "nin", "key": "y", "value": [2]},
         {"type": "gt", "key": "y", "value": 1},
+        {"type": "in", "key": "t", "value": ["a", 3, True]},
+        eq("f", True),
     ]
     specs: list[dict[str, Any]] = list(leaves)
     for left, right in itertools.product(leaves, repeat=2):
         specs.append({"type": "and", "filters": [left, right]})
         specs.append({"type": "or", "filters": [left, right]})
         specs.append({"type": "and", "filters": [left, {"type": "or", "filters": [right, left]}]})
-    rows = [{"t": t, "y": y} for t in ("a", "b", "c") for y in (1, 2, 3)] + [{"t": "a"}, {"y": 2}, {}]
+        specs.append({"type": "or", "filters": [{"type": "and", "filters": [left, right]}, right]})
+    rows = [{"t": t, "y": y, "f": f} for t in ("a", "b", 3) for y in (1, 2, 3) for f in (True, 1)]
+    rows += [{"t": "a"}, {"y": 2}, {"t": True}, {}]
     for spec in specs:
-        plan = filters.plan(spec)
+        where = filters.parse(spec)
+        assert where is not None
         for metadata in rows:
-            split = _store_side(plan.conditions, metadata) and filters.matches(plan.residual, metadata)
-            assert split == filters.matches(filters.validate(spec), metadata), (spec, metadata)
+            assert keeps(where, metadata) == _means(spec, metadata), (spec, metadata)
+
+
+def test_the_collections_json_filter_is_translated_into_the_one_language() -> None:
+    spec = {"lang": "en", "tag": {"in": ["a", "b"]}, "year": {"gte": 2020, "lt": 2025}}
+    assert filters.from_collection_filter(spec) == {
+        "type": "and",
+        "filters": [
+            eq("lang", "en"),
+            {"type": "in", "key": "tag", "value": ["a", "b"]},
+            {"type": "gte", "key": "year", "value": 2020},
+            {"type": "lt", "key": "year", "value": 2025},
+        ],
+    }
+    assert filters.from_collection_filter({"lang": "en"}) == eq("lang", "en")
+    assert filters.from_collection_filter({}) is None and filters.from_collection_filter(None) is None
+    for bad in ({"a b": 1}, {"a": {"in": []}}, {"a": {"gte": "2020"}}, {"a": [1]}, {"a": {"ne": 1}}):
+        with pytest.raises(InvalidArgument) as err:
+            filters.from_collection_filter(bad)
+        assert err.value.field == "filter"
 
 
 @pytest.mark.parametrize(
@@ -140,7 +159,7 @@ def test_store_half_and_gateway_half_together_mean_the_whole_filter() -> None:
 )
 def test_malformed_filters_are_a_400_naming_filters(spec: Any) -> None:
     with pytest.raises(InvalidArgument) as err:
-        filters.plan(spec if isinstance(spec, dict) else "not an object")
+        filters.parse(spec if isinstance(spec, dict) else "not an object")
     assert err.value.field == "filters"
 
 
@@ -149,9 +168,9 @@ def test_deep_or_huge_filters_are_refused() -> None:
     for _ in range(filters.MAX_DEPTH + 1):
         deep = {"type": "and", "filters": [deep]}
     with pytest.raises(InvalidArgument):
-        filters.plan(deep)
+        filters.parse(deep)
     with pytest.raises(InvalidArgument):
-        filters.plan({"type": "or", "filters": [eq("a", n) for n in range(filters.MAX_CONDITIONS + 1)]})
+        filters.parse({"type": "or", "filters": [eq("a", n) for n in range(filters.MAX_CONDITIONS + 1)]})
 
 
 def test_chunking_strategies_report_the_sizes_applied() -> None:

@@ -92,14 +92,15 @@ class OwnModel:
     service: Service | None = None
     starts: int = 0
     name: str = "rel-model"  # of its log files
+    host: str = "127.0.0.1"  # another loopback address (127.0.0.2, ...) stands for another pod
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def start(self) -> Service:
         self.starts += 1
@@ -107,6 +108,7 @@ class OwnModel:
             f"{self.name}-{self.starts}",
             "model",
             {
+                "RAGWAY_MODEL_HOST": self.host,
                 "RAGWAY_MODEL_PORT": str(self.port),
                 "RAGWAY_MODEL_METRICS_PORT": str(self.metrics_port),
                 "RAGWAY_MODEL_MAX_NUM_SEQS": str(MODEL_MAX_RUNNING),

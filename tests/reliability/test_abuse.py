@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from ragway.gateway.clients.retrieval import RetrievedChunk
-from ragway.gateway.rag.grounding import CLOSE, OPEN, Sources
+from ragway.gateway.generation.grounding import CLOSE, OPEN, Sources
 from tests.conftest import MODEL_NAME, Gateway, ModelService, RetrievalService, start_gateway
 from tests.reliability.conftest import Figures
 from tests.utils.factories import make_account

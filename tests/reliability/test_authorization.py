@@ -18,14 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
-from starlette.routing import Route
 
-from ragway.gateway.app import create_app
-from ragway.gateway.config import GatewaySettings
 from tests.conftest import MODEL_NAME, Gateway
 from tests.reliability.conftest import Figures
 from tests.utils.factories import Account, make_account
+from tests.utils.routes import app_routes
 
 # What each route must enforce.
 #   owned:   names one of the caller's objects in its path; another user's -> 404
@@ -47,6 +44,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/v1/models"): "open",
     ("GET", "/v1/models/{model_id:path}"): "open",
     ("POST", "/v1/embeddings"): "open",
+    ("POST", "/v1/rerank"): "open",
+    ("POST", "/v2/rerank"): "open",
+    ("POST", "/v1/score"): "open",
     ("GET", "/v1/conversations"): "listing",
     ("GET", "/v1/conversations/{conversation_id}"): "owned",
     ("PATCH", "/v1/conversations/{conversation_id}"): "owned",
@@ -98,17 +98,6 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): "public",
     ("GET", "/metrics"): "public",
 }
-DOCS_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-
-
-def app_routes() -> set[tuple[str, str]]:
-    found = set()
-    for route in create_app(GatewaySettings()).routes:
-        if isinstance(route, APIRoute | Route) and route.path not in DOCS_ROUTES:
-            for method in route.methods or ():
-                if method != "HEAD":
-                    found.add((method, route.path))
-    return found
 
 
 def test_every_route_has_an_authorization_check() -> None:
@@ -170,6 +159,9 @@ def _body(method: str, path: str, world: World) -> dict[str, Any] | None:
         ("POST", "/tokenize"): {"model": MODEL_NAME, "prompt": "hi"},
         ("POST", "/detokenize"): {"model": MODEL_NAME, "tokens": [1, 2]},
         ("POST", "/v1/embeddings"): {"model": "all-MiniLM-L6-v2", "input": "hi"},
+        ("POST", "/v1/rerank"): {"model": MODEL_NAME, "query": "hi", "documents": ["a", "b"]},
+        ("POST", "/v2/rerank"): {"model": MODEL_NAME, "query": "hi", "documents": ["a", "b"]},
+        ("POST", "/v1/score"): {"model": MODEL_NAME, "text_1": "hi", "text_2": ["a"]},
         ("PATCH", "/v1/conversations/{conversation_id}"): {"title": "taken over"},
         ("POST", "/v1/collections"): {"name": f"c{uuid.uuid4().hex[:8]}"},
         ("POST", "/v1/collections/{name}/documents"): {"documents": [{"text": "planted by B"}]},

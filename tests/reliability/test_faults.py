@@ -114,8 +114,13 @@ async def test_model_service_killed_under_16_streams(
     ) as http:
         tasks = [
             asyncio.create_task(
-                stream_chat(
-                    http, f"Write a very long story about the planet number {i}.", 1000, r, store=True
+                stream_chat(  # ignore_eos: every stream is still writing when the model dies
+                    http,
+                    f"Write a very long story about the planet number {i}.",
+                    1000,
+                    r,
+                    store=True,
+                    ignore_eos=True,
                 )
             )
             for i, r in enumerate(results)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from ragway.gateway.clients.retrieval import RetrievedChunk
-from ragway.gateway.rag.grounding import CLOSE, INSTRUCTIONS, OPEN, Sources
+from ragway.gateway.generation.grounding import CLOSE, INSTRUCTIONS, OPEN, Sources
 from ragway.retrieval.chunking import MAX_CHUNK_CHARS, chunk_sections
 from ragway.retrieval.embedder import Embedder
 from ragway.retrieval.parsing import Section

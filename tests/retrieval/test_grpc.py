@@ -124,6 +124,26 @@ async def test_search_with_filter_and_threshold(stub: Stub) -> None:
     assert reply.hits and all(
         h.metadata["category"] == "food" and h.metadata["year"] >= 2010 for h in reply.hits
     )
+    # OR, NOT and nesting over the wire: (food or year 2003) and not public.
+    where = pb.Filter(
+        must=[
+            pb.FieldCondition(
+                filter=pb.Filter(
+                    should=[
+                        pb.FieldCondition(key="category", equals=struct_pb2.Value(string_value="food")),
+                        pb.FieldCondition(key="year", equals=struct_pb2.Value(number_value=2003)),
+                    ]
+                )
+            )
+        ],
+        must_not=[pb.FieldCondition(key="public", equals=struct_pb2.Value(bool_value=True))],
+    )
+    reply = await stub.Search(pb.SearchRequest(collection="corpus", text="drinks", top_k=40, filter=where))
+    assert reply.hits and all(
+        (h.metadata["category"] == "food" or h.metadata["year"] == 2003) and not h.metadata["public"]
+        for h in reply.hits
+    )
+    assert await stub.Search(pb.SearchRequest(collection="corpus", text="x", top_k=3, filter=nested(8)))
     # Score thresholds are per mode: a cosine cut for dense search.
     reply = await stub.Search(
         pb.SearchRequest(
@@ -205,6 +225,16 @@ def search(**request: Any) -> pb.SearchRequest:
 
 
 MIXED = struct_pb2.ListValue(values=[value(number_value=1), value(string_value="a")])
+YEAR = pb.FieldCondition(key="year", equals=value(number_value=2003))
+
+
+def nested(depth: int) -> pb.Filter:
+    where = pb.Filter(must=[YEAR])
+    for _ in range(depth):
+        where = pb.Filter(should=[pb.FieldCondition(filter=where)])
+    return where
+
+
 BAD_REQUESTS: list[tuple[str, str, Any]] = [
     ("upsert unknown collection", "NOT_FOUND", upsert("nope", id="a", text="x")),
     ("search unknown collection", "NOT_FOUND", pb.SearchRequest(collection="nope", text="x")),
@@ -239,6 +269,16 @@ BAD_REQUESTS: list[tuple[str, str, Any]] = [
     ),
     ("filter any_of mixed types", "INVALID_ARGUMENT", search_where(key="year", any_of=MIXED)),
     ("filter range without bounds", "INVALID_ARGUMENT", search_where(key="year", range=pb.Range())),
+    ("nested filter with a key", "INVALID_ARGUMENT", search_where(key="year", filter=pb.Filter(must=[YEAR]))),
+    ("empty nested filter", "INVALID_ARGUMENT", search_where(filter=pb.Filter())),
+    ("filter nested too deep", "INVALID_ARGUMENT", search(text="x", filter=nested(9))),
+    (
+        "bad key in a must_not clause",
+        "INVALID_ARGUMENT",
+        search(
+            text="x", filter=pb.Filter(must_not=[pb.FieldCondition(key="a b", equals=value(bool_value=True))])
+        ),
+    ),
     ("delete without ids or filter", "INVALID_ARGUMENT", pb.DeleteDocumentsRequest(collection="corpus")),
     ("bad collection name", "INVALID_ARGUMENT", pb.CreateCollectionRequest(name="no/slashes")),
     ("existing collection", "ALREADY_EXISTS", pb.CreateCollectionRequest(name="corpus")),

@@ -3,6 +3,8 @@ service. The gateway gets no model service (collections do not need one), so no 
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from ragway.ingest import ingest
 from tests.conftest import Gateway, RetrievalService, start_gateway
 from tests.utils.factories import Account, make_account
+from tests.utils.processes import RAGWAY
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +88,40 @@ def test_prune_deletes_only_this_folders_documents_whose_files_are_gone(
     pruned = ingest(account.base_url, account.key, "docs", [folder], prune=True)
     assert pruned.pruned == 1
     assert sorted(document_ids(account, "docs")) == ["a.md", "manual", "sub/c.md"]
+
+
+def _ragway_ingest(gateway: Gateway, folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # As a person runs it beside a `ragway up` stack: its data folder (with admin.key) is at hand.
+    (gateway.data_dir / "admin.key").write_text(gateway.admin_key + "\n")
+    environ = {k: v for k, v in os.environ.items() if k != "RAGWAY_API_KEY"}
+    return subprocess.run(
+        [RAGWAY, "ingest", str(folder), "-c", "notes", "--url", gateway.url],
+        env={**environ, "RAGWAY_DATA_DIR": str(gateway.data_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_ragway_ingest_without_a_key_is_refused_and_writes_nowhere(
+    gateway_without_model: Gateway, tmp_path: Path
+) -> None:
+    folder = tmp_path / "notes"
+    write(folder, {"a.md": "# A\n\nAlpha notes."})
+    result = _ragway_ingest(gateway_without_model, folder, {})
+    assert result.returncode == 2
+    assert "RAGWAY_API_KEY" in result.stderr and "--api-key" in result.stderr
+    admin = Account("", "", gateway_without_model.admin_key, gateway_without_model.url)
+    with admin.http() as http:
+        assert http.get("/v1/collections/notes/documents").status_code == 404, "nothing in the admin's"
+
+
+def test_ragway_ingest_writes_into_the_collection_of_the_keys_user(
+    gateway_without_model: Gateway, account: Account, tmp_path: Path
+) -> None:
+    folder = tmp_path / "notes"
+    write(folder, {"a.md": "# A\n\nAlpha notes."})
+    result = _ragway_ingest(gateway_without_model, folder, {"RAGWAY_API_KEY": account.key})
+    assert result.returncode == 0, result.stderr
+    assert document_ids(account, "notes") == ["a.md"]

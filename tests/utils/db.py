@@ -7,6 +7,16 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 
+def fresh_postgres(database: str) -> str:
+    """An empty PostgreSQL database `database` at 127.0.0.1:5432 (dropped first if it exists)."""
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {database}")
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+
+
 def rows(database_url: str, sql: str, **params: Any) -> list[Any]:
     engine = create_engine(database_url)
     try:

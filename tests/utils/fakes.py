@@ -8,26 +8,29 @@ behaviour a user sees is also proven against the real services in the live-stack
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from ragway.core.errors import NotFound, RagwayError, Unavailable
-from ragway.gateway.clients.model import PromptSize
+from ragway.core.errors import DeadlineExceeded, InvalidArgument, NotFound, RagwayError, Unavailable
+from ragway.gateway.catalog.model_router import ModelRouter
+from ragway.gateway.catalog.model_table import ModelTable, default_table
+from ragway.gateway.clients.model import PassageScores, PromptSize
 from ragway.gateway.clients.retrieval import (
     CollectionStats,
     Condition,
     DocumentUpload,
     EmbeddingModel,
     Embeddings,
+    Filter,
     IndexSettings,
     RetrievedChunk,
     SearchSettings,
     ServiceInfo,
     StoredDocument,
 )
-from ragway.gateway.config import GatewaySettings
-from ragway.gateway.model_router import ModelRouter
-from ragway.gateway.model_table import ModelTable, default_table
+from ragway.gateway.core.config import GatewaySettings
 from ragway.v1 import model_pb2
 
 FAKE_MODEL = "fake-model"
@@ -36,6 +39,14 @@ FAKE_MODEL = "fake-model"
 def fake_tokens(text: str) -> int:
     """One token per word: enough to make prompt fitting decisions visible."""
     return len(text.split())
+
+
+def overlap_relevance(query: str, passage: str) -> float:
+    """The fake scorer's rule: the log of the smoothed share of the query's words in the passage
+    (the simulated engine's stand-in too; not a model's judgement)."""
+    words = query.lower().split()
+    found = sum(1 for w in words if w in passage.lower().split())
+    return math.log((found + 1) / (len(words) + 2))
 
 
 @dataclass
@@ -50,9 +61,19 @@ class FakeModelClient:
     requests: list[model_pb2.GenerateRequest] = field(default_factory=list)
     measured: list[list[str]] = field(default_factory=list)
     address: str = "fake:0"
+    cached: int = 0  # prompt tokens it says its prefix cache served (at most the prompt)
+    reported_load: model_pb2.Load = field(default_factory=model_pb2.Load)  # what GetLoad answers
+    # Score (the LLM reranker): the rule, the calls (query, passages, passage tokens, timeout), and
+    # whether to answer as a call past its deadline.
+    score_rule: Callable[[str, str], float] = overlap_relevance
+    scored: list[tuple[str, list[str], int, float | None]] = field(default_factory=list)
+    score_too_slow: bool = False
+    device: str = "cpu"  # where it says its engine runs (ranker "auto" reranks on GPUs)
 
     async def info(self) -> model_pb2.ModelInfo:
-        return model_pb2.ModelInfo(name=FAKE_MODEL, max_model_len=self.max_model_len, dtype="float32")
+        return model_pb2.ModelInfo(
+            name=FAKE_MODEL, max_model_len=self.max_model_len, dtype="float32", device=self.device
+        )
 
     async def serving(self, timeout: float = 2.0) -> bool:
         return True
@@ -113,9 +134,30 @@ class FakeModelClient:
             message = model_pb2.GenerateResponse(request_id=request.request_id, choices=[delta])
             if last:
                 message.usage.CopyFrom(
-                    model_pb2.Usage(prompt_tokens=prompt, completion_tokens=i + 1, cached_prompt_tokens=0)
+                    model_pb2.Usage(
+                        prompt_tokens=prompt,
+                        completion_tokens=i + 1,
+                        cached_prompt_tokens=min(self.cached, prompt),
+                    )
                 )
             yield message
+
+    async def score(
+        self, query: str, passages: Sequence[str], max_passage_tokens: int = 0, timeout: float | None = None
+    ) -> PassageScores:
+        """`score_rule` per passage; the model service's refusals (no passages, over 100)."""
+        self.scored.append((query, list(passages), max_passage_tokens, timeout))
+        if not passages:
+            raise InvalidArgument("passages must not be empty", field="passages")
+        if len(passages) > 100:
+            raise InvalidArgument("passages: at most 100 passages per call", field="passages")
+        if self.score_too_slow:
+            raise DeadlineExceeded("the model service did not answer in time")
+        tokens = sum(fake_tokens(p) + fake_tokens(query) + 8 for p in passages)
+        return PassageScores([self.score_rule(query, p) for p in passages], tokens, 0)
+
+    async def load(self) -> model_pb2.Load:
+        return self.reported_load
 
     async def watch(self) -> AsyncIterator[bool]:
         """Reports SERVING once and keeps the stream open, as a live replica's health Watch does."""
@@ -161,6 +203,50 @@ def fake_router(
         info_ttl=settings.model_info_ttl_seconds,
         backoff=settings.replica_backoff_seconds,
         backoff_max=settings.replica_backoff_max_seconds,
+        dns_refresh=settings.dns_refresh_seconds,
+    )
+
+
+def _holds(cond: Condition, metadata: dict[str, Any]) -> bool:
+    """A condition as retrieval.proto defines it: false for a missing key; booleans are not
+    numbers."""
+    if cond.key not in metadata:
+        return False
+    have = metadata[cond.key]
+
+    def same(want: Any) -> bool:
+        if isinstance(have, bool) or isinstance(want, bool):
+            return have is want
+        if isinstance(have, int | float) and isinstance(want, int | float):
+            return float(have) == float(want)
+        return bool(have == want)
+
+    if cond.any_of is not None:
+        return any(same(v) for v in cond.any_of)
+    if cond.range is not None:
+        if isinstance(have, bool) or not isinstance(have, int | float):
+            return False
+        r = cond.range
+        checks = {
+            "gt": "gt" not in r or have > r["gt"],
+            "gte": "gte" not in r or have >= r["gte"],
+            "lt": "lt" not in r or have < r["lt"],
+            "lte": "lte" not in r or have <= r["lte"],
+        }
+        return all(checks.values())
+    return same(cond.equals)
+
+
+def keeps(where: Filter, metadata: dict[str, Any]) -> bool:
+    """Whether the fake store keeps a chunk: the Filter's must / should / must_not, nested."""
+
+    def holds(clause: Condition | Filter) -> bool:
+        return keeps(clause, metadata) if isinstance(clause, Filter) else _holds(clause, metadata)
+
+    return (
+        all(holds(c) for c in where.must)
+        and (not where.should or any(holds(c) for c in where.should))
+        and not any(holds(c) for c in where.must_not)
     )
 
 
@@ -173,6 +259,7 @@ class FakeRetrievalClient:
     docs: dict[str, dict[str, DocumentUpload]] = field(default_factory=dict)
     searches: list[tuple[str, str]] = field(default_factory=list)
     search_settings: list[SearchSettings] = field(default_factory=list)
+    filters: list[Filter | None] = field(default_factory=list)  # the filter of each search
     indexes: dict[str, IndexSettings] = field(default_factory=dict)
     reranker: str = ""
     address: str = "fake:1"
@@ -190,7 +277,8 @@ class FakeRetrievalClient:
         notes = [] if self.reranker else ["no reranker configured (fake)"]
         # The bundled embedder's name, so requests written for the real service route here too.
         embedder = EmbeddingModel("all-MiniLM-L6-v2", 2, 254)
-        return ServiceInfo("fake", embedder.name, "", self.reranker, notes, [embedder])
+        rankers = ["auto", "none"] + (["cross-encoder"] if self.reranker else [])
+        return ServiceInfo("fake", embedder.name, "", self.reranker, notes, [embedder], rankers)
 
     async def describe(self, collection: str) -> CollectionStats:
         docs = self.docs.get(collection, {})
@@ -199,6 +287,9 @@ class FakeRetrievalClient:
             vector_count=len(docs),
             index=self.indexes.get(collection, IndexSettings()),
         )
+
+    async def embedder(self, collection: str) -> str:
+        return (await self.describe(collection)).embedder
 
     async def delete_collection(self, collection: str) -> int:
         return len(self.docs.pop(collection, {}))
@@ -222,7 +313,7 @@ class FakeRetrievalClient:
         collection: str,
         query: str,
         top_k: int,
-        conditions: Sequence[Condition] = (),
+        where: Filter | None = None,
         min_score: float | None = None,
         settings: SearchSettings = SearchSettings(),
         *,
@@ -230,9 +321,12 @@ class FakeRetrievalClient:
     ) -> list[RetrievedChunk]:
         self.searches.append((collection, query))
         self.search_settings.append(settings)
+        self.filters.append(where)
         words = set(query.lower().split())
         hits = []
         for doc in self.docs.get(collection, {}).values():
+            if where is not None and not keeps(where, doc.metadata):
+                continue
             text = str(doc.content)
             score = len(words & set(text.lower().split())) / max(len(words), 1)
             hits.append(RetrievedChunk(label or collection, doc.id, 0, score, text, dict(doc.metadata)))

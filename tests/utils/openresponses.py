@@ -1,4 +1,5 @@
-"""Validation against the Open Responses schemas vendored in tests/gateway/schemas/ (see its README)."""
+"""Validation against the Open Responses schemas vendored in tests/gateway/schemas/ (see its README),
+with OpenAI's file_search tool, call item, file_citation annotation and events added to its unions."""
 
 from __future__ import annotations
 
@@ -9,12 +10,26 @@ from typing import Any
 
 import jsonschema
 
-DOCUMENT = Path(__file__).resolve().parents[1] / "gateway" / "schemas" / "openresponses.json"
+SCHEMAS = Path(__file__).resolve().parents[1] / "gateway" / "schemas"
+DOCUMENT = SCHEMAS / "openresponses.json"
+FILE_SEARCH = SCHEMAS / "file_search.json"
+# Which union of the Open Responses document each file_search schema joins.
+UNIONS = {"Tool": "FileSearchTool", "ItemField": "FileSearchCall", "Annotation": "FileCitationBody"}
 
 
 @cache
 def _document() -> dict[str, Any]:
-    return json.loads(DOCUMENT.read_text())  # type: ignore[no-any-return]
+    document: dict[str, Any] = json.loads(DOCUMENT.read_text())
+    schemas = document["components"]["schemas"]
+    added = json.loads(FILE_SEARCH.read_text())["components"]["schemas"]
+    schemas.update(added)
+    for union, member in UNIONS.items():
+        schemas[union]["oneOf"].append({"$ref": f"#/components/schemas/{member}"})
+    stream = document["paths"]["/responses"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    stream["schema"]["oneOf"].extend(
+        {"$ref": f"#/components/schemas/{name}"} for name in added if name.endswith("StreamingEvent")
+    )
+    return document
 
 
 @cache
@@ -40,6 +55,10 @@ def check_response(body: dict[str, Any]) -> None:
 
 def check_item(item: dict[str, Any]) -> None:
     _validator("ItemField").validate(item)
+
+
+def check_tool(tool: dict[str, Any]) -> None:
+    _validator("Tool").validate(tool)
 
 
 def check_event(event: dict[str, Any]) -> None:

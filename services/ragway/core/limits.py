@@ -14,6 +14,12 @@ COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 STORE_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # Metadata keys a filter may name: identifiers, so every store can index them.
 METADATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Metadata filters (retrieval.proto's Filter, OpenAI's compound filters): nesting depth, clauses.
+MAX_FILTER_DEPTH = 8
+MAX_FILTER_CONDITIONS = 64
+# Clauses of one retrieval.proto Filter: the gateway spells an `in` over mixed types as one
+# equality per value, so a filter within the gateway's limit can have more clauses than that.
+MAX_FILTER_CLAUSES = 1024
 MAX_DOCUMENT_ID = 256
 MAX_TOP_K = 100
 MAX_EMBED_TEXTS = 2048

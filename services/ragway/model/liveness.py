@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # `ragway up` reads ENGINE_FAILED_EXIT without importing the engine
-    from ragway.model.engine import Engine
+    from ragway.model.engine import BaseEngine
 
 POLL_SECONDS = 0.1  # how soon a death is noticed; a flag read costs nothing
 ENGINE_FAILED_EXIT = 3  # the model service's exit code when its engine failed: restart it
@@ -26,7 +26,7 @@ ENGINE_FAILED_EXIT = 3  # the model service's exit code when its engine failed: 
 class EngineWatch:
     """Waits for the engine to die or stall; the servicer reports each output with `progress()`."""
 
-    def __init__(self, engine: Engine, step_timeout: float, poll: float = POLL_SECONDS) -> None:
+    def __init__(self, engine: BaseEngine, step_timeout: float, poll: float = POLL_SECONDS) -> None:
         self.engine = engine
         self.step_timeout = step_timeout
         self.poll = poll

@@ -8,7 +8,28 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# Fine below 100 ms, where a GPU's times to first token and a prefix cache's savings lie.
+_LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+)
 
 RUNNING = Gauge("ragway_model_running_requests", "Requests the service is streaming.")
 WAITING = Gauge("ragway_model_waiting_requests", "Admitted requests beyond the engine's batch size.")
@@ -30,4 +51,31 @@ REJECTIONS = Counter("ragway_model_rejections", "Requests refused by admission c
 ENGINE_UNFINISHED = Gauge(
     "ragway_model_engine_unfinished_requests",
     "Requests held inside the vLLM engine (running or waiting); drops to 0 once aborts land.",
+)
+
+# The signals to route and scale on, as the engine's scheduler sees them: vLLM's own SchedulerStats
+# (the same values as its `vllm:num_requests_running`, `vllm:num_requests_waiting`,
+# `vllm:kv_cache_usage_perc`, `vllm:prefix_cache_queries` and `vllm:prefix_cache_hits`, which this
+# endpoint also serves) or the simulated engine's model of them, under one set of names. GetLoad
+# answers the same values over gRPC.
+ENGINE_RUNNING = Gauge(
+    "ragway_model_engine_running_requests",
+    "Requests in the engine's running batch (vllm:num_requests_running).",
+)
+ENGINE_WAITING = Gauge(
+    "ragway_model_engine_waiting_requests",
+    "Requests queued in the engine for a batch slot (vllm:num_requests_waiting): the queue depth "
+    "to scale on.",
+)
+KV_CACHE_USAGE = Gauge(
+    "ragway_model_kv_cache_usage_ratio",
+    "Fraction of the KV cache held by running requests, 0 to 1 (vllm:kv_cache_usage_perc).",
+)
+PREFIX_CACHE_QUERIES = Counter(
+    "ragway_model_prefix_cache_queries",
+    "Prompt tokens looked up in the prefix cache (vllm:prefix_cache_queries); hits / queries is "
+    "the hit rate.",
+)
+PREFIX_CACHE_HITS = Counter(
+    "ragway_model_prefix_cache_hits", "Prompt tokens found in the prefix cache (vllm:prefix_cache_hits)."
 )

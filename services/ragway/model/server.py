@@ -16,12 +16,13 @@ import grpc
 from grpc_health.v1 import health
 from prometheus_client import start_http_server
 
+from ragway.core.env_check import warn_unknown_variables
 from ragway.core.grpc_server import create_server, set_serving, shutdown_event
 from ragway.core.logging import configure_logging
 from ragway.model import metrics
 from ragway.model.admission import Admission
 from ragway.model.config import ModelSettings, get_settings
-from ragway.model.engine import Engine
+from ragway.model.engine import BaseEngine, build_engine
 from ragway.model.liveness import ENGINE_FAILED_EXIT, EngineWatch
 from ragway.model.servicer import ModelServicer
 from ragway.v1 import model_pb2, model_pb2_grpc
@@ -40,7 +41,7 @@ class RunningModelServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
-    engine: Engine
+    engine: BaseEngine
     admission: Admission
     engine_ready: asyncio.Task[None] = field(repr=False)
     engine_failed: asyncio.Task[str] = field(repr=False)
@@ -62,7 +63,7 @@ class RunningModelServer:
         self.engine.shutdown()
 
 
-async def _start_engine(engine: Engine, health_servicer: health.aio.HealthServicer) -> None:
+async def _start_engine(engine: BaseEngine, health_servicer: health.aio.HealthServicer) -> None:
     try:
         await engine.start()
     except Exception:
@@ -91,9 +92,12 @@ async def _watch_engine(
 
 async def start_server(settings: ModelSettings, port: int | None = None) -> RunningModelServer:
     """Start serving gRPC at once (NOT_SERVING) and the engine in the background."""
-    engine = Engine(settings)
+    engine = build_engine(settings)
     admission = Admission(settings.max_num_seqs, settings.max_waiting)
     metrics.ENGINE_UNFINISHED.set_function(engine.num_unfinished_requests)
+    metrics.ENGINE_RUNNING.set_function(lambda: engine.load().running)
+    metrics.ENGINE_WAITING.set_function(lambda: engine.load().waiting)
+    metrics.KV_CACHE_USAGE.set_function(lambda: engine.load().kv_cache_usage)
     watch = EngineWatch(engine, settings.step_timeout_seconds)
     servicer = ModelServicer(engine, admission, watch)
     server, bound, health_servicer = create_server(
@@ -131,6 +135,7 @@ async def serve(settings: ModelSettings) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging("model", settings.log_level)
+    warn_unknown_variables(log)
     asyncio.run(serve(settings))
 
 

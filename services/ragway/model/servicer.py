@@ -13,8 +13,8 @@ import grpc
 from ragway.core.errors import InvalidArgument, Unavailable
 from ragway.model import metrics
 from ragway.model.admission import Admission
-from ragway.model.convert import choice_delta, model_info
-from ragway.model.engine import Engine
+from ragway.model.convert import choice_delta, load_reply, model_info, score_reply
+from ragway.model.engine import BaseEngine
 from ragway.model.liveness import EngineWatch
 from ragway.model.sampling import build_sampling_params
 from ragway.model.structured import constraint_field
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
-    def __init__(self, engine: Engine, admission: Admission, watch: EngineWatch) -> None:
+    def __init__(self, engine: BaseEngine, admission: Admission, watch: EngineWatch) -> None:
         self.engine = engine
         self.admission = admission
         self.watch = watch
@@ -179,3 +179,34 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         if self.engine.info is None:
             raise Unavailable("the engine is still starting")
         return model_info(self.engine.info)
+
+    async def GetLoad(
+        self, request: model_pb2.GetLoadRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.Load:
+        admission = self.admission
+        return load_reply(
+            self.engine.load(), admission.max_running, admission.in_flight, admission.max_waiting
+        )
+
+    async def Score(
+        self, request: model_pb2.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.ScoreResponse:
+        """The LLM reranker's scores (ragway.model.scoring). The call holds at most one batch of
+        admission slots: its prompts beyond a batch wait inside the engine, in order."""
+        request_id = request.request_id or uuid.uuid4().hex
+        with self.admission.admit(max(1, min(len(request.passages), self.admission.max_running))):
+            try:
+                result = await self.engine.score(
+                    request.query, list(request.passages), request.max_passage_tokens, request_id
+                )
+            except Exception as exc:
+                if type(exc).__name__ == "EngineDeadError":
+                    raise Unavailable(
+                        f"the inference engine failed ({self.engine.failure or 'it died'}); the service "
+                        "is restarting, retry on another replica"
+                    ) from exc
+                raise
+        self.watch.progress()
+        metrics.PROMPT_TOKENS.inc(result.prompt_tokens)
+        metrics.CACHED_TOKENS.inc(result.cached_tokens)
+        return score_reply(result)

@@ -7,7 +7,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from ragway.core.errors import InvalidArgument
-from ragway.core.limits import METADATA_KEY
+from ragway.core.limits import MAX_FILTER_CLAUSES, MAX_FILTER_DEPTH, METADATA_KEY
 from ragway.retrieval.service import (
     CollectionInfo,
     DocumentInput,
@@ -120,6 +120,7 @@ def service_info_to_pb(info: ServiceInfo) -> pb.ServiceInfo:
         sparse_encoder=info.sparse_encoder,
         reranker=info.reranker,
         notes=info.notes,
+        rankers=[r.value for r in Ranker if r is not Ranker.CROSS_ENCODER or info.reranker],
         embedders=[
             pb.EmbedderInfo(name=e.name, dimension=e.dimension, max_tokens=e.max_tokens)
             for e in info.embedders
@@ -184,13 +185,23 @@ def _scalar(value: struct_pb2.Value, field: str) -> Scalar | float:
     )
 
 
-def _condition(cond: pb.FieldCondition, field: str) -> Condition:
+def _condition(cond: pb.FieldCondition, field: str, depth: int, seen: list[int]) -> Condition | Filter:
+    seen[0] += 1
+    if seen[0] > MAX_FILTER_CLAUSES:
+        raise InvalidArgument(f"a filter has at most {MAX_FILTER_CLAUSES} clauses", field=field)
+    which = cond.WhichOneof("condition")
+    if which == "filter":
+        if cond.key:
+            raise InvalidArgument("a nested filter takes no key", field=f"{field}.key")
+        nested = _filter(cond.filter, f"{field}.filter", depth + 1, seen)
+        if not nested:
+            raise InvalidArgument("a nested filter needs at least one clause", field=f"{field}.filter")
+        return nested
     if not METADATA_KEY.match(cond.key):
         raise InvalidArgument(
             f"filter key {cond.key!r} must be an identifier (letters, digits, '_'; up to 64)",
             field=f"{field}.key",
         )
-    which = cond.WhichOneof("condition")
     if which == "equals":
         value = _scalar(cond.equals, f"{field}.equals")
         if isinstance(value, float):  # Qdrant matches only strings, integers and booleans exactly.
@@ -204,18 +215,35 @@ def _condition(cond: pb.FieldCondition, field: str) -> Condition:
             return Condition(cond.key, any_of=tuple(str(v) for v in values))
         if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             return Condition(cond.key, any_of=tuple(int(v) for v in values))
-        raise InvalidArgument("any_of values must be all strings or all integers", field=f"{field}.any_of")
+        raise InvalidArgument(
+            "any_of values must be all strings or all integers (or a nested filter that ORs equals)",
+            field=f"{field}.any_of",
+        )
     if which == "range":
         r = cond.range
         bounds = {b: getattr(r, b) if r.HasField(b) else None for b in ("gt", "gte", "lt", "lte")}
         if all(v is None for v in bounds.values()):
             raise InvalidArgument("a range needs at least one bound", field=f"{field}.range")
         return Condition(cond.key, range=Range(**bounds))
-    raise InvalidArgument("a condition needs equals, any_of or range", field=field)
+    raise InvalidArgument("a condition needs equals, any_of, range or filter", field=field)
+
+
+def _filter(where: pb.Filter, field: str, depth: int, seen: list[int]) -> Filter:
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidArgument(f"a filter nests at most {MAX_FILTER_DEPTH} levels", field=field)
+    return Filter(
+        *(
+            tuple(
+                _condition(c, f"{field}.{part}[{i}]", depth, seen) for i, c in enumerate(getattr(where, part))
+            )
+            for part in ("must", "should", "must_not")
+        )
+    )
 
 
 def filter_from_pb(where: pb.Filter) -> Filter:
-    return Filter(tuple(_condition(c, f"filter.must[{i}]") for i, c in enumerate(where.must)))
+    """A request's filter in domain terms; INVALID_ARGUMENT naming the clause that is wrong."""
+    return _filter(where, "filter", 0, [0])
 
 
 def chunk_to_hit(chunk: StoredChunk) -> pb.Hit:

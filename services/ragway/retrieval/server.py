@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health
 from prometheus_client import start_http_server
 
+from ragway.core.env_check import warn_unknown_variables
 from ragway.core.grpc_server import create_server, set_serving, shutdown_event
 from ragway.core.logging import configure_logging
 from ragway.retrieval.config import RetrievalSettings, get_settings
@@ -120,6 +121,7 @@ async def serve(settings: RetrievalSettings) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging("retrieval", settings.log_level)
+    warn_unknown_variables(log)
     asyncio.run(serve(settings))
 
 

@@ -415,9 +415,9 @@ class Retrieval:
     async def delete_documents(self, collection: str, ids: Sequence[str], where: Filter) -> int:
         """Delete whole documents, by id or by a filter on their metadata; returns chunks removed."""
         check_collection_name(collection, "collection")
-        if ids and where.must:
+        if ids and where:
             raise InvalidArgument("give document ids or a filter, not both", field="filter")
-        if not ids and not where.must:
+        if not ids and not where:
             raise InvalidArgument(
                 "give document ids or a filter (an empty filter would match all)", field="ids"
             )

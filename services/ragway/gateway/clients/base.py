@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ragway.core import errors as core
 from ragway.core.grpc_server import FIELD_METADATA, GRPC_OPTIONS
 from ragway.core.logging import REQUEST_ID_HEADER, request_id_var
-from ragway.gateway.errors import Overloaded, UpstreamError
+from ragway.gateway.core.errors import Overloaded, UpstreamError
 
 # Client-side round robin over every address the name resolves to (a headless Service in k8s).
 # Reconnect backoff capped at 5 s (gRPC's default grows to 120 s): a restarted service is seen
@@ -25,6 +25,13 @@ CHANNEL_OPTIONS = [
     ("grpc.enable_retries", 1),
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 5000),
+    # A peer cut off by the network (no RST, packets dropped) is found dead within ~15 s: the
+    # channel then fails calls at once as UNAVAILABLE (503) instead of each waiting out its
+    # deadline (504), and reconnects by itself when the network heals.
+    ("grpc.keepalive_time_ms", 10000),
+    ("grpc.keepalive_timeout_ms", 5000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
 ]
 
 

@@ -74,6 +74,7 @@ class ServiceInfo:
     reranker: str  # empty: no cross-encoder
     notes: list[str]
     embedders: list[EmbeddingModel] = field(default_factory=list)  # the default (`embedder`) first
+    rankers: list[str] = field(default_factory=list)  # what the service ranks with itself
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,18 @@ class Condition:
     equals: str | int | float | bool | None = None
     any_of: list[str | int | float | bool] | None = None
     range: dict[str, float] | None = None  # gt / gte / lt / lte
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A metadata filter the retrieval service's store evaluates itself (retrieval.proto's
+    Filter): every `must` clause holds, at least one `should` clause holds when there are any, and
+    no `must_not` clause holds. A clause is a Condition or a nested Filter. A condition on a key a
+    chunk lacks is false (so `must_not` keeps that chunk)."""
+
+    must: tuple[Condition | Filter, ...] = ()
+    should: tuple[Condition | Filter, ...] = ()
+    must_not: tuple[Condition | Filter, ...] = ()
 
 
 @dataclass
@@ -173,7 +186,7 @@ def _search_request(
     collection: str,
     query: str,
     top_k: int,
-    conditions: Sequence[Condition],
+    where: Filter | None,
     min_score: float | None,
     settings: SearchSettings,
 ) -> retrieval_pb2.SearchRequest:
@@ -181,7 +194,7 @@ def _search_request(
         collection=collection,
         text=query,
         top_k=top_k,
-        filter=_filter(conditions),
+        filter=_filter(where) if where is not None else None,
         mode=_MODES[settings.mode],
         hybrid=retrieval_pb2.HybridOptions(
             fusion=_FUSIONS[settings.fusion],
@@ -209,23 +222,25 @@ def _index(index: retrieval_pb2.IndexParams) -> IndexSettings:
     )
 
 
-def _filter(conditions: Sequence[Condition]) -> retrieval_pb2.Filter | None:
-    if not conditions:
-        return None
-    result = retrieval_pb2.Filter()
-    for cond in conditions:
-        if cond.any_of is not None:
-            any_of = struct_pb2.ListValue()
-            for item in cond.any_of:
-                any_of.values.append(_value(item))
-            result.must.append(retrieval_pb2.FieldCondition(key=cond.key, any_of=any_of))
-        elif cond.range is not None:
-            result.must.append(
-                retrieval_pb2.FieldCondition(key=cond.key, range=retrieval_pb2.Range(**cond.range))
-            )
-        else:
-            result.must.append(retrieval_pb2.FieldCondition(key=cond.key, equals=_value(cond.equals)))
-    return result
+def _clause(clause: Condition | Filter) -> retrieval_pb2.FieldCondition:
+    if isinstance(clause, Filter):
+        return retrieval_pb2.FieldCondition(filter=_filter(clause))
+    if clause.any_of is not None:
+        any_of = struct_pb2.ListValue()
+        for item in clause.any_of:
+            any_of.values.append(_value(item))
+        return retrieval_pb2.FieldCondition(key=clause.key, any_of=any_of)
+    if clause.range is not None:
+        return retrieval_pb2.FieldCondition(key=clause.key, range=retrieval_pb2.Range(**clause.range))
+    return retrieval_pb2.FieldCondition(key=clause.key, equals=_value(clause.equals))
+
+
+def _filter(where: Filter) -> retrieval_pb2.Filter:
+    return retrieval_pb2.Filter(
+        must=[_clause(c) for c in where.must],
+        should=[_clause(c) for c in where.should],
+        must_not=[_clause(c) for c in where.must_not],
+    )
 
 
 class RetrievalClient(ServiceClient):
@@ -245,6 +260,7 @@ class RetrievalClient(ServiceClient):
         self.stub = retrieval_pb2_grpc.RetrievalServiceStub(self.channel)
         self.write_timeout = write_timeout
         self.embed_timeout = embed_timeout
+        self._embedders: dict[str, str] = {}  # a collection's embedder is fixed at its creation
 
     async def create_collection(
         self, collection: str, index: IndexSettings = IndexSettings(), embedder: str = ""
@@ -277,6 +293,13 @@ class RetrievalClient(ServiceClient):
             embedder=info.embedder,
         )
 
+    async def embedder(self, collection: str) -> str:
+        """The embedder a collection was built with ("" when the service does not say); asked
+        once per collection, as it never changes."""
+        if collection not in self._embedders:
+            self._embedders[collection] = (await self.describe(collection)).embedder
+        return self._embedders[collection]
+
     async def describe_service(self, timeout: float | None = None) -> ServiceInfo:
         info = await self.unary(self.stub.DescribeService, retrieval_pb2.DescribeServiceRequest(), timeout)
         return ServiceInfo(
@@ -286,6 +309,7 @@ class RetrievalClient(ServiceClient):
             reranker=info.reranker,
             notes=list(info.notes),
             embedders=[EmbeddingModel(e.name, int(e.dimension), int(e.max_tokens)) for e in info.embedders],
+            rankers=list(info.rankers),
         )
 
     async def delete_collection(self, collection: str) -> int:
@@ -347,15 +371,17 @@ class RetrievalClient(ServiceClient):
         collection: str,
         query: str,
         top_k: int,
-        conditions: Sequence[Condition] = (),
+        where: Filter | None = None,
         min_score: float | None = None,
         settings: SearchSettings = SearchSettings(),
         *,
         label: str = "",
     ) -> list[RetrievedChunk]:
-        """Best chunks first; `label` is the collection name reported on each chunk. `min_score`
-        cuts on the score of the mode that runs (cosine when no mode is given: see SearchRequest)."""
-        request = _search_request(collection, query, top_k, conditions, min_score, settings)
+        """Best chunks first among those `where` keeps (the store filters, so every match can be
+        found however unlike the query it is); `label` is the collection name reported on each
+        chunk. `min_score` cuts on the score of the mode that runs (cosine when no mode is given:
+        see SearchRequest)."""
+        request = _search_request(collection, query, top_k, where, min_score, settings)
         reply = await self.unary(self.stub.Search, request)
         return [
             RetrievedChunk(

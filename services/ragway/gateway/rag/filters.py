@@ -1,161 +1,166 @@
-"""OpenAI's vector store search filters, split between the store and the gateway.
+"""The one metadata filter language of every search: OpenAI's vector store filters.
 
 A filter is a comparison `{"type": "eq"|"ne"|"gt"|"gte"|"lt"|"lte"|"in"|"nin", "key", "value"}`
-or a compound `{"type": "and"|"or", "filters": [...]}`, nested at will, on file attributes.
+or a compound `{"type": "and"|"or", "filters": [...]}`, nested at will (up to 8 levels, 64 filters
+in all), on chunk metadata (a vector store file's attributes). `parse` validates one — a
+malformed filter is a 400 naming the request's filter field — and turns it into the retrieval
+service's `Filter` (retrieval.proto), whose must / should / must_not clauses nest the same way, so
+the store evaluates all of it: `or`, `ne` and `nin` included, inside the index, with no
+over-fetching and no match lost however unlike the query it is.
 
-The retrieval service's `Filter` is an AND of conditions (equals / any_of / range), so `plan()`
-sends it what it can express — eq, in, gt/gte/lt/lte, alone or as the direct children of the top
-`and` — and keeps the rest (`ne`, `nin`, `or`, and any nesting under them) as a *residual* that
-`matches()` evaluates on each hit's metadata in the gateway. A search with a residual asks the
-store for OVERFETCH times the results wanted (at most the store's 100), then keeps the hits that
-pass, so a residual that rejects most candidates can return fewer than `max_num_results`.
+A condition on a key a chunk lacks fails eq, in and the ranges (there is nothing to compare) and
+passes ne and nin (it is not equal to anything). Booleans are not numbers: eq true never matches 1.
 
-With `should` (OR) and `must_not` (NOT) lists and a nested `Filter` inside a condition in
-retrieval.proto, all of this would run in the store and the residual would go away.
+`/v1/collections/*/search` and the chat `rag` option take a shorter JSON form, an AND of
+conditions keyed by metadata key, which `from_collection_filter` translates into this language:
+
+    {"lang": "en"}                  ->  {"type": "eq", "key": "lang", "value": "en"}
+    {"tag": {"in": ["a", "b"]}}     ->  {"type": "in", "key": "tag", "value": ["a", "b"]}
+    {"year": {"gte": 2020, "lt": 2025}}
+                                    ->  {"type": "gte", ...}, {"type": "lt", ...}
+    several keys                    ->  {"type": "and", "filters": [one per key, in order]}
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ragway.core.errors import InvalidArgument
-from ragway.core.limits import MAX_TOP_K, METADATA_KEY
-from ragway.gateway.clients.retrieval import Condition
+from ragway.core.limits import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, METADATA_KEY
+from ragway.gateway.clients.retrieval import Condition, Filter
 
 COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin")
 COMPOUNDS = ("and", "or")
 RANGES = ("gt", "gte", "lt", "lte")
-OVERFETCH = 4
-MAX_DEPTH = 8
-MAX_CONDITIONS = 64
+MAX_DEPTH = MAX_FILTER_DEPTH
+MAX_CONDITIONS = MAX_FILTER_CONDITIONS
 
 Scalar = str | int | float | bool
-
-
-@dataclass(frozen=True)
-class FilterPlan:
-    """What the store filters (`conditions`, all must hold) and what the gateway still checks."""
-
-    conditions: list[Condition]
-    residual: dict[str, Any] | None
-
-    def candidates(self, wanted: int) -> int:
-        """How many hits to ask the store for to return `wanted` after the residual."""
-        return wanted if self.residual is None else min(MAX_TOP_K, wanted * OVERFETCH)
+Clause = Condition | Filter
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def validate(spec: Any, depth: int = 0, counter: list[int] | None = None) -> dict[str, Any]:
-    """The filter, checked; a malformed one is a 400 naming `filters` and what is wrong."""
+def validate(
+    spec: Any, depth: int = 0, counter: list[int] | None = None, *, field: str = "filters"
+) -> dict[str, Any]:
+    """The filter, checked; a malformed one is a 400 naming `field` and what is wrong."""
     counter = counter if counter is not None else [0]
     counter[0] += 1
     if counter[0] > MAX_CONDITIONS:
-        raise InvalidArgument(f"filters: at most {MAX_CONDITIONS} filters in all", field="filters")
+        raise InvalidArgument(f"{field}: at most {MAX_CONDITIONS} filters in all", field=field)
     if depth > MAX_DEPTH:
-        raise InvalidArgument(f"filters: nested deeper than {MAX_DEPTH}", field="filters")
+        raise InvalidArgument(f"{field}: nested deeper than {MAX_DEPTH}", field=field)
     if not isinstance(spec, dict):
-        raise InvalidArgument("filters: each filter is an object with a 'type'", field="filters")
+        raise InvalidArgument(f"{field}: each filter is an object with a 'type'", field=field)
     kind = spec.get("type")
     if kind in COMPOUNDS:
         children = spec.get("filters")
         if set(spec) - {"type", "filters"} or not isinstance(children, list) or not children:
-            raise InvalidArgument(f"filters: {kind!r} takes a non-empty list 'filters'", field="filters")
-        return {"type": kind, "filters": [validate(c, depth + 1, counter) for c in children]}
+            raise InvalidArgument(f"{field}: {kind!r} takes a non-empty list 'filters'", field=field)
+        return {"type": kind, "filters": [validate(c, depth + 1, counter, field=field) for c in children]}
     if kind not in COMPARISONS:
         raise InvalidArgument(
-            f"filters: type must be one of {', '.join(COMPARISONS + COMPOUNDS)}, got {kind!r}",
-            field="filters",
+            f"{field}: type must be one of {', '.join(COMPARISONS + COMPOUNDS)}, got {kind!r}", field=field
         )
     key, value = spec.get("key"), spec.get("value")
     if set(spec) != {"type", "key", "value"}:
-        raise InvalidArgument(f"filters: {kind!r} takes exactly 'key' and 'value'", field="filters")
+        raise InvalidArgument(f"{field}: {kind!r} takes exactly 'key' and 'value'", field=field)
     if not isinstance(key, str) or not METADATA_KEY.match(key):
         raise InvalidArgument(
-            f"filters: key {key!r} must be an identifier (letters, digits, '_'; up to 64)", field="filters"
+            f"{field}: key {key!r} must be an identifier (letters, digits, '_'; up to 64)", field=field
         )
     if kind in ("in", "nin"):
         if not isinstance(value, list) or not value or not all(isinstance(v, Scalar) for v in value):
             raise InvalidArgument(
-                f"filters: {kind!r} on {key!r} takes a non-empty list of values", field="filters"
+                f"{field}: {kind!r} on {key!r} takes a non-empty list of values", field=field
             )
     elif kind in RANGES:
         if not _number(value):
-            raise InvalidArgument(f"filters: {kind!r} on {key!r} takes a number", field="filters")
+            raise InvalidArgument(f"{field}: {kind!r} on {key!r} takes a number", field=field)
     elif not isinstance(value, Scalar):
-        raise InvalidArgument(
-            f"filters: {kind!r} on {key!r} takes a string, number or boolean", field="filters"
-        )
+        raise InvalidArgument(f"{field}: {kind!r} on {key!r} takes a string, number or boolean", field=field)
     return {"type": kind, "key": key, "value": value}
 
 
-def _condition(spec: dict[str, Any]) -> Condition | None:
-    """The store condition for a comparison the store can run, else None."""
-    kind, key, value = spec["type"], str(spec.get("key", "")), spec["value"]
-    if kind == "eq":
-        return Condition(key, equals=value)
-    if kind == "in":
-        return Condition(key, any_of=list(value))
-    if kind in RANGES:
-        return Condition(key, range={kind: float(value)})
-    return None
+def _one_set(values: list[Any]) -> bool:
+    """Whether the store can match `values` as one any_of: all strings, or all whole numbers (the
+    retrieval service reads JSON's 2.0 as 2)."""
+    return all(isinstance(v, str) for v in values) or all(
+        _number(v) and float(v).is_integer() for v in values
+    )
 
 
-def plan(spec: Any) -> FilterPlan:
-    """Validate a filter and split it into store conditions and a gateway residual."""
-    if spec is None:
-        return FilterPlan([], None)
-    checked = validate(spec)
-    parts = checked["filters"] if checked["type"] == "and" else [checked]
-    # Nested ands flatten into the top one.
-    flat: list[dict[str, Any]] = []
-    while parts:
-        part = parts.pop(0)
-        if part["type"] == "and":
-            parts = part["filters"] + parts
-        else:
-            flat.append(part)
-    conditions, rest = [], []
-    for part in flat:
-        cond = _condition(part) if part["type"] in COMPARISONS else None
-        (conditions.append(cond) if cond is not None else rest.append(part))
-    residual = None if not rest else rest[0] if len(rest) == 1 else {"type": "and", "filters": rest}
-    return FilterPlan(conditions, residual)
+def _any_of(key: str, values: list[Any]) -> Clause:
+    if _one_set(values):
+        return Condition(key, any_of=list(values))
+    # Booleans, fractions or mixed types: one equality per value, any of which may hold.
+    return Filter(should=tuple(Condition(key, equals=v) for v in values))
 
 
-def _equal(have: Any, want: Any) -> bool:
-    if isinstance(have, bool) or isinstance(want, bool):
-        return isinstance(have, bool) and isinstance(want, bool) and have == want
-    if _number(have) and _number(want):
-        return float(have) == float(want)
-    return isinstance(have, str) and isinstance(want, str) and have == want
-
-
-def matches(spec: dict[str, Any] | None, metadata: dict[str, Any]) -> bool:
-    """Whether a hit's metadata passes a validated filter. A missing key fails eq, in and the
-    ranges (there is nothing to compare) and passes ne and nin (it is not equal to anything)."""
-    if spec is None:
-        return True
+def _clause(spec: dict[str, Any]) -> Clause:
     kind = spec["type"]
     if kind == "and":
-        return all(matches(f, metadata) for f in spec["filters"])
+        must: list[Clause] = []
+        must_not: list[Clause] = []
+        for child in (_clause(c) for c in spec["filters"]):
+            # An AND of ANDs (and of NOTs) is one filter: fewer levels for the store to walk.
+            if isinstance(child, Filter) and not child.should:
+                must += child.must
+                must_not += child.must_not
+            else:
+                must.append(child)
+        return Filter(must=tuple(must), must_not=tuple(must_not))
     if kind == "or":
-        return any(matches(f, metadata) for f in spec["filters"])
-    key, want = str(spec["key"]), spec["value"]
-    present = key in metadata
-    have = metadata.get(key)
+        return Filter(should=tuple(_clause(c) for c in spec["filters"]))
+    key, value = spec["key"], spec["value"]
     if kind == "eq":
-        return present and _equal(have, want)
+        return Condition(key, equals=value)
     if kind == "ne":
-        return not (present and _equal(have, want))
+        return Filter(must_not=(Condition(key, equals=value),))
     if kind == "in":
-        return present and any(_equal(have, w) for w in want)
+        return _any_of(key, value)
     if kind == "nin":
-        return not (present and any(_equal(have, w) for w in want))
-    if not present or not _number(have):
-        return False
-    value, bound = float(metadata[key]), float(want)
-    return {"gt": value > bound, "gte": value >= bound, "lt": value < bound, "lte": value <= bound}[kind]
+        return Filter(must_not=(_any_of(key, value),))
+    return Condition(key, range={kind: float(value)})
+
+
+def parse(spec: Any, field: str = "filters") -> Filter | None:
+    """A request's filter (None: no filter), validated, as the retrieval service's Filter."""
+    if spec is None:
+        return None
+    clause = _clause(validate(spec, field=field))
+    return clause if isinstance(clause, Filter) else Filter(must=(clause,))
+
+
+def from_collection_filter(spec: dict[str, Any] | None, field: str = "filter") -> dict[str, Any] | None:
+    """The collections API's `{key: value | {"in": [...]} | {"gte": n, ...}}` (an AND of
+    conditions) in the one filter language; None for no filter. A malformed one is a 400 naming
+    `field`."""
+    parts: list[dict[str, Any]] = []
+    for key, cond in (spec or {}).items():
+        if not isinstance(key, str) or not METADATA_KEY.match(key):
+            raise InvalidArgument(
+                f"filter key {key!r} must be an identifier (letters, digits, '_'; up to 64)", field=field
+            )
+        if isinstance(cond, dict):
+            if set(cond) == {"in"} and isinstance(cond["in"], list) and cond["in"]:
+                if not all(isinstance(item, Scalar) for item in cond["in"]):
+                    raise InvalidArgument(f"filter {key!r}: 'in' takes a list of scalars", field=field)
+                parts.append({"type": "in", "key": key, "value": list(cond["in"])})
+            elif cond and set(cond) <= set(RANGES) and all(_number(v) for v in cond.values()):
+                parts += [{"type": op, "key": key, "value": v} for op, v in cond.items()]
+            else:
+                raise InvalidArgument(
+                    f"filter {key!r}: use a value, {{'in': [...]}} or a range with gt/gte/lt/lte numbers",
+                    field=field,
+                )
+        elif isinstance(cond, Scalar):
+            parts.append({"type": "eq", "key": key, "value": cond})
+        else:
+            raise InvalidArgument(f"filter {key!r}: unsupported condition", field=field)
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else {"type": "and", "filters": parts}

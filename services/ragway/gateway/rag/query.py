@@ -9,13 +9,9 @@ billed to the caller like any generation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ragway.gateway.auth import Principal
-
-if TYPE_CHECKING:  # generation imports rag (its Sources): a runtime import here would be a cycle
-    from ragway.gateway.generation import GenerationService
-    from ragway.gateway.model_router import Route
+from ragway.gateway.accounts.auth import Principal
+from ragway.gateway.catalog.model_router import Route
+from ragway.gateway.generation.service import GenerationService
 
 REWRITE_INSTRUCTIONS = (
     "Rewrite the last question of the conversation as one standalone search query that names its "

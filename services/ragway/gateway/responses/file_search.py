@@ -9,8 +9,9 @@ search route's own (`rag.vector_stores.find_chunks`): the same access rules, fil
 embedding billing. It runs before the response starts, so a store the caller cannot see is a 404
 and a bad filter a 400; the streamed file_search_call events report a search that already ran.
 
-The answer cites its sources with [n] markers (`rag.grounding`); each marker becomes a
-file_citation annotation at its offset in the text, naming the cited source's file. The served
+The answer cites its sources with [n] markers (`rag.grounding`, which also names each source by
+its filename); each marker, and each mention of a source's filename, becomes a file_citation
+annotation at its offset in the text, naming the cited source's file. The served
 135M model answers from its sources but seldom writes the markers, so an answer without any cites
 the sources it quotes instead: a sentence that repeats QUOTE_WORDS consecutive words of a source
 gets an annotation at its end. Every result is kept with the response (shown only when included),
@@ -26,13 +27,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ragway.core.errors import NotFound, RagwayError
-from ragway.gateway.auth import Principal
+from ragway.gateway.accounts.auth import Principal
 from ragway.gateway.clients.retrieval import RetrievalClient
-from ragway.gateway.generation import ChatPlan, GenerationService
-from ragway.gateway.rag import Sources
-from ragway.gateway.rag import vector_stores as vs
-from ragway.gateway.rag.grounding import citation_marks
+from ragway.gateway.generation.grounding import Sources, citation_marks
+from ragway.gateway.generation.service import ChatPlan, GenerationService
+from ragway.gateway.rag.protocol import HybridOptions
 from ragway.gateway.rag.query import follow_up_query
+from ragway.gateway.responses.input_files import without_files
 from ragway.gateway.responses.protocol import (
     FILE_SEARCH_RESULTS,
     CreateResponseRequest,
@@ -41,7 +42,8 @@ from ragway.gateway.responses.protocol import (
     FileSearchTool,
     ToolParam,
 )
-from ragway.gateway.vector_store_protocol import SearchResult
+from ragway.gateway.vector_stores import serving as vs
+from ragway.gateway.vector_stores.protocol import SearchResult
 
 # Consecutive words an answer's sentence must share with a source to cite it without a marker.
 QUOTE_WORDS = 5
@@ -54,21 +56,51 @@ def call_item_id(response_id: str) -> str:
 
 
 def reported(tool: ToolParam) -> FileSearchTool:
-    """The tool as the response object shows it, defaults filled in."""
+    """The tool as the response object shows it, defaults filled in: ranking_options always has
+    its ranker and score_threshold (0: no cut), and hybrid_search when the request set it."""
+    ranking = tool.ranking_options
+    shown: dict[str, Any] = {
+        "ranker": ranking.ranker if ranking else "auto",
+        "score_threshold": (ranking.score_threshold or 0.0) if ranking else 0.0,
+    }
+    if ranking is not None and ranking.hybrid_search is not None:
+        shown["hybrid_search"] = ranking.hybrid_search.model_dump()
     return FileSearchTool(
         vector_store_ids=tool.vector_store_ids or [],
         max_num_results=tool.max_num_results or FILE_SEARCH_RESULTS,
         filters=tool.filters,
-        ranking_options=tool.ranking_options.model_dump(exclude_none=True)
-        if tool.ranking_options
-        else {"ranker": "auto"},
+        ranking_options=shown,
+    )
+
+
+def search_options(tool: ToolParam, query: str) -> vs.SearchOptions:
+    """The vector store search the tool asks for. OpenAI's hybrid_search weights are ragway's
+    hybrid search weights under other names: embedding_weight weighs the dense list and
+    text_weight the sparse (BM25) one in the reciprocal rank fusion."""
+    ranking = tool.ranking_options
+    weights = ranking.hybrid_search if ranking is not None else None
+    return vs.SearchOptions(
+        query=query,
+        filters=tool.filters,
+        max_num_results=tool.max_num_results or FILE_SEARCH_RESULTS,
+        ranker=ranking.ranker if ranking else "auto",
+        score_threshold=ranking.score_threshold if ranking else None,
+        mode="hybrid" if weights is not None else None,
+        hybrid=HybridOptions(
+            fusion="rrf", dense_weight=weights.embedding_weight, sparse_weight=weights.text_weight
+        )
+        if weights is not None
+        else None,
     )
 
 
 def _renamed(exc: RagwayError, index: int) -> RagwayError:
-    """A search error with the parameter named as this API names it (`tools.0.filters`)."""
+    """A search error with the parameter named as this API names it (`tools.0.filters`); the
+    hybrid fusion's are OpenAI's ranking_options.hybrid_search."""
     if exc.field == "query":
         exc.field = "input"
+    elif exc.field in ("hybrid", "mode"):
+        exc.field = f"tools.{index}.ranking_options.hybrid_search"
     elif exc.field is not None:
         exc.field = f"tools.{index}.{exc.field}"
     elif isinstance(exc, NotFound):
@@ -90,16 +122,11 @@ async def ground(
     tool = req.file_search
     assert tool is not None and req.tools is not None and plan.response is not None
     earlier = await service.history(principal, plan.conversation_id) if plan.conversation_id else []
-    asked = [t.content for _, t in earlier if t.role == "user"] + [
-        t.content for t in plan.turns if t.role == "user"
+    # The question is the user's own words: a document sent with it (input_file) is not a query.
+    asked = [without_files(t.content) for _, t in earlier if t.role == "user"] + [
+        without_files(t.content) for t in plan.turns if t.role == "user"
     ]
-    options = vs.SearchOptions(
-        query=follow_up_query(asked),
-        filters=tool.filters,
-        max_num_results=tool.max_num_results or FILE_SEARCH_RESULTS,
-        ranker=tool.ranking_options.ranker if tool.ranking_options else "auto",
-        score_threshold=tool.ranking_options.score_threshold if tool.ranking_options else None,
-    )
+    options = search_options(tool, follow_up_query(asked))
     try:
         queries, chunks = await vs.find_chunks(
             session,
@@ -114,16 +141,23 @@ async def ground(
         raise _renamed(exc, req.tools.index(tool)) from None
     plan.response["file_search"] = {
         "queries": queries,
-        "results": [_result(vs.search_result(c)) for c in chunks],
+        "results": [_result(vs.search_result(c), c.collection) for c in chunks],
         "include_results": "file_search_call.results" in (req.include or []),
     }
     return Sources(tuple(chunks))
 
 
-def _result(hit: SearchResult) -> dict[str, Any]:
+def _result(hit: SearchResult, vector_store_id: str) -> dict[str, Any]:
+    """A result as the call reports it; `vector_store_id` is the chunk's label (the store's id,
+    as `vs.find_chunks` searches)."""
     text = "".join(part.text for part in hit.content)
     return FileSearchResult(
-        file_id=hit.file_id, filename=hit.filename, score=hit.score, attributes=hit.attributes, text=text
+        file_id=hit.file_id,
+        filename=hit.filename,
+        score=hit.score,
+        attributes=hit.attributes,
+        text=text,
+        vector_store_id=vector_store_id,
     ).model_dump()
 
 
@@ -142,16 +176,31 @@ def _runs(text: str) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + QUOTE_WORDS]) for i in range(len(words) - QUOTE_WORDS + 1)}
 
 
+def _mentions(text: str, filename: str) -> list[int]:
+    """Where the answer names the file: the offset just past each whole-name mention."""
+    if len(filename) < 3:
+        return []
+    name = re.compile(rf"(?<![\w.-]){re.escape(filename)}(?![\w-])", re.IGNORECASE)
+    return [m.end() for m in name.finditer(text)]
+
+
 def file_citations(text: str, sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """file_citation annotations for the answer `text`; `sources` are the results the model was
-    given, source [n] first. Each [n] marker cites source n at the marker's offset; an answer
-    without markers cites the sources its sentences quote, at each sentence's end."""
+    """file_citation annotations for the answer `text`, in text order; `sources` are the results
+    the model was given, source [n] first. Each [n] marker cites source n at the marker's offset,
+    and each mention of a source's filename cites it just past the name; an answer with neither
+    cites the sources its sentences quote, at each sentence's end. An answer that refers to no
+    source gets no annotation."""
     marks = [
         (offset, number)
         for offset, numbers in citation_marks(text)
         for number in numbers
         if 1 <= number <= len(sources)
     ]
+    marks.extend(
+        (offset, number)
+        for number, source in enumerate(sources, start=1)
+        for offset in _mentions(text, source["filename"])
+    )
     if not marks:
         quoted = [_runs(source["text"]) for source in sources]
         for sentence in SENTENCE.finditer(text):
@@ -159,7 +208,7 @@ def file_citations(text: str, sources: Sequence[dict[str, Any]]) -> list[dict[st
             end = sentence.start() + len(sentence[0].rstrip())
             marks.extend((end, n) for n, source_runs in enumerate(quoted, start=1) if runs & source_runs)
     found: list[dict[str, Any]] = []
-    for offset, number in marks:
+    for offset, number in sorted(marks):
         source = sources[number - 1]
         annotation = {
             "type": "file_citation",

@@ -7,6 +7,7 @@ does not honour is a 400 naming it with the reason (REFUSED) — never accepted 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,8 +23,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ragway.gateway.protocol import StreamOptions
-from ragway.gateway.vector_store_protocol import RankingOptions
+from ragway.core.limits import MAX_FUSION_WEIGHT
+from ragway.gateway.completion.protocol import StreamOptions
+from ragway.gateway.core.wire import Metadata, PromptCaching, StrictModel
+from ragway.gateway.vector_stores.protocol import VectorStoreRanking
 
 # Fields of OpenAI's ResponseCreateParams that ragway refuses (any value but null), and why.
 REFUSED = {
@@ -50,10 +53,6 @@ Include = Literal["message.output_text.logprobs", "file_search_call.results"]
 FILE_SEARCH_RESULTS = 5
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 def _refuse(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message)
 
@@ -61,12 +60,12 @@ def _refuse(kind: str, message: str) -> PydanticCustomError:
 # -- input items -----------------------------------------------------------------------------------
 
 
-class InputText(_Strict):
+class InputText(StrictModel):
     type: Literal["input_text"]
     text: str
 
 
-class OutputTextIn(_Strict):
+class OutputTextIn(StrictModel):
     """Assistant text sent back as input (a previous response's output item)."""
 
     type: Literal["output_text"]
@@ -75,9 +74,32 @@ class OutputTextIn(_Strict):
     logprobs: list[dict[str, Any]] | None = None
 
 
-class RefusalIn(_Strict):
+class RefusalIn(StrictModel):
     type: Literal["refusal"]
     refusal: str
+
+
+class InputFile(StrictModel):
+    """A document sent with a message: the caller's uploaded file (`file_id`) or its bytes
+    (`file_data`, a base64 data URL, with `filename`). The gateway reads its text into the message
+    (`responses.input_files`), which also checks that one source is given, so that its errors name
+    the part (`input.0.content.1`)."""
+
+    type: Literal["input_file"]
+    file_id: str | None = Field(None, min_length=1, max_length=64)
+    file_data: str | None = Field(None, min_length=1)
+    filename: str | None = Field(None, min_length=1, max_length=512)
+    file_url: str | None = Field(None, description="Refused: the gateway fetches nothing from the network.")
+    detail: str | None = Field(
+        None, description="Only auto: ragway reads a file's text; it renders no pages."
+    )
+
+
+class InputImage(BaseModel):
+    """An image part: parsed so the refusal can name it (no served model reads images)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["input_image"]
 
 
 def _text_parts(value: Any, allowed: tuple[str, ...]) -> Any:
@@ -93,19 +115,26 @@ def _text_parts(value: Any, allowed: tuple[str, ...]) -> Any:
     return value
 
 
-class MessageItem(_Strict):
+class MessageItem(StrictModel):
     """A message: `{"role", "content"}` (EasyInputMessage) or `{"type": "message", ...}`."""
 
     type: Literal["message"] = "message"
     role: Literal["user", "system", "developer", "assistant"]
-    content: str | list[InputText | OutputTextIn | RefusalIn]
+    content: (
+        str
+        | list[
+            Annotated[
+                InputText | OutputTextIn | RefusalIn | InputFile | InputImage, Field(discriminator="type")
+            ]
+        ]
+    )
     id: str | None = Field(None, max_length=256)
     status: Literal["in_progress", "completed", "incomplete"] | None = None
 
     @field_validator("content", mode="before")
     @classmethod
     def _text_only(cls, value: Any) -> Any:
-        return _text_parts(value, ("input_text", "output_text", "refusal"))
+        return _text_parts(value, ("input_text", "output_text", "refusal", "input_file", "input_image"))
 
     @model_validator(mode="after")
     def _parts_fit_the_role(self) -> MessageItem:
@@ -115,13 +144,26 @@ class MessageItem(_Strict):
                     raise ValueError(f"a {self.role} message cannot hold {part.type} content")
         return self
 
-    def text(self) -> str:
+    def text(self, documents: Mapping[int, str] | None = None) -> str:
+        """The message as the model reads it; `documents` are its input_file parts' text by part
+        index, set apart from the text around them by blank lines."""
         if isinstance(self.content, str):
             return self.content
-        return "".join(p.refusal if isinstance(p, RefusalIn) else p.text for p in self.content)
+        pieces: list[str] = []
+        after_block = False
+        for number, part in enumerate(self.content):
+            if isinstance(part, InputFile | InputImage):
+                # Read before planning (input_files.read), which refuses images.
+                pieces.append(("\n\n" if pieces else "") + (documents or {})[number])
+                after_block = True
+            else:
+                text = part.refusal if isinstance(part, RefusalIn) else part.text
+                pieces.append(("\n\n" if after_block else "") + text)
+                after_block = False
+        return "".join(pieces)
 
 
-class FunctionCallItem(_Strict):
+class FunctionCallItem(StrictModel):
     """A call the model made earlier, sent back as input."""
 
     type: Literal["function_call"]
@@ -132,7 +174,7 @@ class FunctionCallItem(_Strict):
     status: Literal["in_progress", "completed", "incomplete"] | None = None
 
 
-class FunctionCallOutputItem(_Strict):
+class FunctionCallOutputItem(StrictModel):
     """The result of a call, for the model to read."""
 
     type: Literal["function_call_output"]
@@ -181,7 +223,38 @@ InputItem = Annotated[
 # -- tools, tool choice, text format ---------------------------------------------------------------
 
 
-class ToolParam(_Strict):
+class HybridSearch(StrictModel):
+    """OpenAI's weights of reciprocal rank fusion: ragway's hybrid search, `dense_weight` and
+    `sparse_weight` (rag.protocol.HybridOptions) under OpenAI's names."""
+
+    embedding_weight: float = Field(ge=0.0, le=MAX_FUSION_WEIGHT, description="The dense list's weight.")
+    text_weight: float = Field(ge=0.0, le=MAX_FUSION_WEIGHT, description="The sparse (BM25) list's weight.")
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> HybridSearch:
+        if self.embedding_weight == 0 and self.text_weight == 0:
+            raise ValueError("embedding_weight and text_weight cannot both be 0")
+        return self
+
+
+class FileSearchRanking(VectorStoreRanking):
+    """The file_search tool's ranking_options: the search route's, plus OpenAI's hybrid_search."""
+
+    hybrid_search: HybridSearch | None = None
+
+    @model_validator(mode="after")
+    def _one_scale(self) -> FileSearchRanking:
+        # A threshold without a mode is a cut on cosine similarity, which makes the search dense
+        # (rag.vector_stores.SearchOptions): it would drop the weights without a word.
+        if self.hybrid_search is not None and self.score_threshold:
+            raise ValueError(
+                "score_threshold cuts cosine similarity, a dense-search score, and hybrid_search fuses "
+                "ranks: send one or the other"
+            )
+        return self
+
+
+class ToolParam(StrictModel):
     """A tool: a function (`name`, `description`, `parameters`, `strict`), or file_search
     (`vector_store_ids`, `max_num_results`, `filters`, `ranking_options`), which the gateway runs
     itself. One model rather than a union, so an error names the parameter (`tools.0.filters`)
@@ -197,7 +270,7 @@ class ToolParam(_Strict):
     )
     max_num_results: int | None = Field(None, ge=1, le=50)
     filters: dict[str, Any] | None = None
-    ranking_options: RankingOptions | None = None
+    ranking_options: FileSearchRanking | None = None
 
     @field_validator("type", mode="before")
     @classmethod
@@ -226,7 +299,7 @@ class ToolParam(_Strict):
         return self
 
 
-class ToolChoiceParam(_Strict):
+class ToolChoiceParam(StrictModel):
     """OpenAI's tool_choice: "none" | "auto" | "required" | {"type": "function", "name"}. A mode
     string is read as {"type": mode}, so one model (and one error path) covers both shapes."""
 
@@ -261,15 +334,15 @@ def _tool_choice(value: Any) -> Any:
     return {"type": value} if isinstance(value, str) else value
 
 
-class TextFormatText(_Strict):
+class TextFormatText(StrictModel):
     type: Literal["text"]
 
 
-class TextFormatJsonObject(_Strict):
+class TextFormatJsonObject(StrictModel):
     type: Literal["json_object"]
 
 
-class TextFormatJsonSchema(_Strict):
+class TextFormatJsonSchema(StrictModel):
     type: Literal["json_schema"]
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     schema_: dict[str, Any] = Field(alias="schema")
@@ -282,18 +355,18 @@ TextFormat = Annotated[
 ]
 
 
-class TextParam(_Strict):
+class TextParam(StrictModel):
     format: TextFormat | None = None
 
 
 # -- the request -----------------------------------------------------------------------------------
 
 
-class ConversationRef(_Strict):
+class ConversationRef(StrictModel):
     id: str = Field(min_length=1, max_length=64)
 
 
-class CreateResponseRequest(_Strict):
+class CreateResponseRequest(PromptCaching):
     """POST /v1/responses."""
 
     model: str = Field(min_length=1, max_length=256)
@@ -328,16 +401,9 @@ class CreateResponseRequest(_Strict):
     truncation: Literal["auto"] | None = Field(
         None, description="ragway trims the oldest history to fit the context: only auto."
     )
-    metadata: dict[str, str] | None = Field(None, description="Up to 16 pairs, kept with a stored response.")
+    metadata: Metadata | None = Field(None, description="Up to 16 pairs, kept with a stored response.")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    service_tier: Literal["auto", "default"] | None = Field(None, description="One tier: the default.")
-    prompt_cache_key: str | None = Field(
-        None, max_length=1024, description="A hint; vLLM's prefix cache finds shared prefixes by itself."
-    )
-    prompt_cache_retention: Literal["in_memory"] | None = Field(
-        None, description="vLLM's prefix cache lives in memory; longer retention is refused."
-    )
     user: str | None = Field(None, max_length=256, description="End-user id; logged.")
     safety_identifier: str | None = Field(None, max_length=256, description="As `user`.")
     # Known and refused: any value but null is a 400 with the reason (REFUSED).
@@ -367,15 +433,6 @@ class CreateResponseRequest(_Strict):
             raise ValueError("input must not be empty")
         if len(value) > 1000:
             raise ValueError("input takes up to 1000 items")
-        return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is not None and (
-            len(value) > 16 or any(len(k) > 64 or len(v) > 512 for k, v in value.items())
-        ):
-            raise ValueError("metadata takes up to 16 pairs, keys up to 64 and values up to 512 characters")
         return value
 
     @model_validator(mode="after")
@@ -458,6 +515,8 @@ class FileSearchResult(BaseModel):
     score: float
     attributes: dict[str, Any] = Field(default_factory=dict)
     text: str
+    # Null in responses stored before ragway reported it.
+    vector_store_id: str | None = Field(None, description="The vector store the result came from.")
 
 
 class FileSearchCall(BaseModel):
@@ -599,3 +658,123 @@ class ResponseDeleted(BaseModel):
     id: str
     object: Literal["response"] = "response"
     deleted: bool = True
+
+
+# -- stream events ---------------------------------------------------------------------------------
+
+
+class StreamEvent(BaseModel):
+    """One semantic event of a streamed response, as the Open Responses specification shapes it
+    (responses.serving.EventWriter sends them in order)."""
+
+    type: str
+    sequence_number: int = Field(0, description="Set by the writer as it sends the event: 0, 1, 2...")
+
+
+class ResponseStateEvent(StreamEvent):
+    """The whole response as it stands when it starts or ends."""
+
+    response: Response
+
+
+class ResponseCreatedEvent(ResponseStateEvent):
+    type: Literal["response.created"] = "response.created"
+
+
+class ResponseInProgressEvent(ResponseStateEvent):
+    type: Literal["response.in_progress"] = "response.in_progress"
+
+
+class ResponseCompletedEvent(ResponseStateEvent):
+    type: Literal["response.completed"] = "response.completed"
+
+
+class ResponseIncompleteEvent(ResponseStateEvent):
+    type: Literal["response.incomplete"] = "response.incomplete"
+
+
+class ResponseFailedEvent(ResponseStateEvent):
+    type: Literal["response.failed"] = "response.failed"
+
+
+class OutputItemEvent(StreamEvent):
+    """An output item as it opens (empty, in progress) or closes (whole)."""
+
+    output_index: int
+    item: OutputItem
+
+
+class OutputItemAddedEvent(OutputItemEvent):
+    type: Literal["response.output_item.added"] = "response.output_item.added"
+
+
+class OutputItemDoneEvent(OutputItemEvent):
+    type: Literal["response.output_item.done"] = "response.output_item.done"
+
+
+class ItemEvent(StreamEvent):
+    """An event inside one output item."""
+
+    item_id: str
+    output_index: int
+
+
+class FileSearchCallInProgressEvent(ItemEvent):
+    type: Literal["response.file_search_call.in_progress"] = "response.file_search_call.in_progress"
+
+
+class FileSearchCallSearchingEvent(ItemEvent):
+    type: Literal["response.file_search_call.searching"] = "response.file_search_call.searching"
+
+
+class FileSearchCallCompletedEvent(ItemEvent):
+    type: Literal["response.file_search_call.completed"] = "response.file_search_call.completed"
+
+
+class FunctionCallArgumentsDeltaEvent(ItemEvent):
+    type: Literal["response.function_call_arguments.delta"] = "response.function_call_arguments.delta"
+    delta: str
+
+
+class FunctionCallArgumentsDoneEvent(ItemEvent):
+    type: Literal["response.function_call_arguments.done"] = "response.function_call_arguments.done"
+    name: str
+    arguments: str
+
+
+class ContentEvent(ItemEvent):
+    """An event inside one content part of a message (ragway's messages have one: index 0)."""
+
+    content_index: int = 0
+
+
+class ContentPartEvent(ContentEvent):
+    """A content part as it opens (empty) or closes (whole)."""
+
+    part: OutputText
+
+
+class ContentPartAddedEvent(ContentPartEvent):
+    type: Literal["response.content_part.added"] = "response.content_part.added"
+
+
+class ContentPartDoneEvent(ContentPartEvent):
+    type: Literal["response.content_part.done"] = "response.content_part.done"
+
+
+class OutputTextDeltaEvent(ContentEvent):
+    type: Literal["response.output_text.delta"] = "response.output_text.delta"
+    delta: str
+    logprobs: list[LogProb]
+
+
+class OutputTextAnnotationAddedEvent(ContentEvent):
+    type: Literal["response.output_text.annotation.added"] = "response.output_text.annotation.added"
+    annotation_index: int
+    annotation: dict[str, Any]
+
+
+class OutputTextDoneEvent(ContentEvent):
+    type: Literal["response.output_text.done"] = "response.output_text.done"
+    text: str
+    logprobs: list[LogProb]

@@ -17,15 +17,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ragway.core.errors import InvalidArgument, RagwayError
-from ragway.gateway.errors import http_error
-from ragway.gateway.generation import ChatPlan, Generation, GenerationService, Progress
-from ragway.gateway.history import ToolCall, Turn
-from ragway.gateway.models import Message
+from ragway.gateway.clients.model import (
+    ChoiceDelta,
+    SampledToken,
+    Sampling,
+    Tool,
+    ToolCallDelta,
+    ToolChoice,
+)
+from ragway.gateway.conversations.history import ToolCall, Turn
+from ragway.gateway.core.errors import http_error
+from ragway.gateway.core.tables import Message
+from ragway.gateway.generation.service import ChatPlan, Generation, GenerationService, Progress
 from ragway.gateway.responses import file_search
+from ragway.gateway.responses.input_files import Documents
 from ragway.gateway.responses.protocol import (
+    ContentPartAddedEvent,
+    ContentPartDoneEvent,
     ConversationOut,
     CreateResponseRequest,
+    FileSearchCallCompletedEvent,
+    FileSearchCallInProgressEvent,
+    FileSearchCallSearchingEvent,
     FunctionCall,
+    FunctionCallArgumentsDeltaEvent,
+    FunctionCallArgumentsDoneEvent,
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionCallOutputOut,
@@ -37,26 +53,31 @@ from ragway.gateway.responses.protocol import (
     LogProb,
     MessageItem,
     OutputItem,
+    OutputItemAddedEvent,
+    OutputItemDoneEvent,
     OutputMessage,
     OutputText,
+    OutputTextAnnotationAddedEvent,
+    OutputTextDeltaEvent,
+    OutputTextDoneEvent,
     Response,
+    ResponseCompletedEvent,
+    ResponseCreatedEvent,
     ResponseError,
+    ResponseFailedEvent,
+    ResponseIncompleteEvent,
+    ResponseInProgressEvent,
     ResponseUsage,
+    StreamEvent,
     TextFormatJsonObject,
     TextFormatJsonSchema,
     ToolParam,
     TopLogProb,
 )
 from ragway.gateway.responses.store import Exchange
-from ragway.v1 import model_pb2
 
 # Sent by `stream` once the model service admitted the request (see serving.ADMITTED).
 ADMITTED = ""
-TOOL_CHOICE = {
-    "none": model_pb2.TOOL_CHOICE_MODE_NONE,
-    "auto": model_pb2.TOOL_CHOICE_MODE_AUTO,
-    "required": model_pb2.TOOL_CHOICE_MODE_REQUIRED,
-}
 # Fields the generation core names in its errors, as this API calls them.
 FIELDS = {"messages": "input", "json_schema": "text.format.schema", "max_tokens": "max_output_tokens"}
 
@@ -87,16 +108,11 @@ def renamed(exc: RagwayError) -> RagwayError:
 # -- request -> plan -------------------------------------------------------------------------------
 
 
-def _function_tool(tool: ToolParam) -> tuple[model_pb2.Tool, FunctionTool]:
+def _function_tool(tool: ToolParam) -> tuple[Tool, FunctionTool]:
     assert tool.name is not None  # a function tool has one (protocol.ToolParam)
     return (
-        model_pb2.Tool(
-            name=tool.name,
-            description=tool.description or "",
-            parameters=json.dumps(tool.parameters) if tool.parameters is not None else "",
-            # OpenAI's Responses API makes function tools strict unless told otherwise.
-            strict=tool.strict is not False,
-        ),
+        # OpenAI's Responses API makes function tools strict unless told otherwise.
+        Tool(tool.name, tool.description, tool.parameters, strict=tool.strict is not False),
         FunctionTool(
             name=tool.name,
             description=tool.description,
@@ -106,19 +122,21 @@ def _function_tool(tool: ToolParam) -> tuple[model_pb2.Tool, FunctionTool]:
     )
 
 
-def turns_of(req: CreateResponseRequest) -> tuple[list[Turn], list[Turn]]:
-    """The input as (system turns, conversation turns). A function_call item joins the assistant
-    turn right before it, so parallel calls (and text before them) are one assistant turn."""
+def turns_of(req: CreateResponseRequest, documents: Documents | None = None) -> tuple[list[Turn], list[Turn]]:
+    """The input as (system turns, conversation turns), each input_file's text (`documents`, as
+    input_files.read found it) in its message. A function_call item joins the assistant turn right
+    before it, so parallel calls (and text before them) are one assistant turn."""
     system: list[Turn] = []
     turns: list[Turn] = []
     joinable = False  # the last turn is an assistant turn a function_call may join
-    for item in req.input:
+    for number, item in enumerate(req.input):
         if isinstance(item, MessageItem):
+            text = item.text({j: doc for (i, j), doc in (documents or {}).items() if i == number})
             if item.role in ("system", "developer"):
-                system.append(Turn("system", item.text()))
+                system.append(Turn("system", text))
                 joinable = False
             else:
-                turns.append(Turn(item.role, item.text()))
+                turns.append(Turn(item.role, text))
                 joinable = item.role == "assistant"
         elif isinstance(item, FunctionCallItem):
             call = ToolCall(item.call_id, item.name, item.arguments)
@@ -138,20 +156,17 @@ def turns_of(req: CreateResponseRequest) -> tuple[list[Turn], list[Turn]]:
     return system, turns
 
 
-def _sampling(req: CreateResponseRequest) -> model_pb2.SamplingParams:
-    params = model_pb2.SamplingParams()
-    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        value = getattr(req, name)
-        if value is not None:
-            setattr(params, name, value)
-    if req.logprobs:
-        params.logprobs = req.top_logprobs or 0
+def _sampling(req: CreateResponseRequest) -> Sampling:
     fmt = req.text.format if req.text is not None else None
-    if isinstance(fmt, TextFormatJsonSchema):
-        params.json_schema = json.dumps(fmt.schema_)
-    elif isinstance(fmt, TextFormatJsonObject):
-        params.json_object = True
-    return params
+    return Sampling(
+        temperature=req.temperature,
+        top_p=req.top_p,
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        logprobs=req.top_logprobs or 0 if req.logprobs else None,
+        json_schema=fmt.schema_ if isinstance(fmt, TextFormatJsonSchema) else None,
+        json_object=isinstance(fmt, TextFormatJsonObject),
+    )
 
 
 def _text_field(req: CreateResponseRequest) -> dict[str, Any]:
@@ -169,9 +184,16 @@ def _text_field(req: CreateResponseRequest) -> dict[str, Any]:
     return {"format": {"type": fmt.type if fmt is not None else "text"}}
 
 
-def plan_response(req: CreateResponseRequest, response_id: str, conversation_id: str | None) -> ChatPlan:
-    """The generation the request asks for; `conversation_id` is the history it continues."""
-    system, turns = turns_of(req)
+def plan_response(
+    req: CreateResponseRequest,
+    response_id: str,
+    conversation_id: str | None,
+    history_until: int | None = None,
+    documents: Documents | None = None,
+) -> ChatPlan:
+    """The generation the request asks for; `conversation_id` is the history it continues (up to
+    the message `history_until`, when given); `documents` the text of its input files."""
+    system, turns = turns_of(req, documents)
     if req.instructions:
         system.insert(0, Turn("system", req.instructions))
     # Function tools go to the model service; the gateway runs file_search itself (the route).
@@ -188,9 +210,9 @@ def plan_response(req: CreateResponseRequest, response_id: str, conversation_id:
         choice = "auto"  # the search is the call asked for; the model may still call a function
     tool_choice = None
     if choice == "function":
-        tool_choice = model_pb2.ToolChoice(mode=model_pb2.TOOL_CHOICE_MODE_NAMED, name=name)
-    elif choice is not None and (tools or choice == "none"):
-        tool_choice = model_pb2.ToolChoice(mode=TOOL_CHOICE[choice])
+        tool_choice = ToolChoice("named", name or "")
+    elif choice in ("none", "auto", "required") and (tools or choice == "none"):
+        tool_choice = ToolChoice(choice)
     # The response object's own fields: reported while it runs and kept with the stored answer.
     fields = {
         "created_at": int(time.time()),
@@ -225,9 +247,11 @@ def plan_response(req: CreateResponseRequest, response_id: str, conversation_id:
         tool_choice=tool_choice,
         parallel_tool_calls=req.parallel_tool_calls,
         conversation_id=conversation_id,
+        history_until=history_until,
         store=req.store,
         metadata=req.metadata,
         response=fields,
+        cache_key=req.prompt_cache_key,
     )
 
 
@@ -282,7 +306,7 @@ def response_object(
     )
 
 
-def _logprobs(items: Sequence[model_pb2.TokenLogprob]) -> list[LogProb]:
+def _logprobs(items: Sequence[SampledToken]) -> list[LogProb]:
     return [
         LogProb(
             token=i.token,
@@ -499,7 +523,8 @@ class _Open:
 
 @dataclass
 class EventWriter:
-    """The semantic events of one response, numbered in order, as SSE text.
+    """The semantic events of one response (responses.protocol's StreamEvent models), numbered
+    in order, as SSE text.
 
     created, in_progress; with file_search, its call: output_item.added,
     file_search_call.in_progress, .searching, .completed, output_item.done; per item:
@@ -515,13 +540,14 @@ class EventWriter:
     current: _Open | None = None
     messages: int = 0  # message items opened so far (the second gets its own id)
 
-    def event(self, kind: str, payload: dict[str, Any]) -> str:
-        data = _dumps({"type": kind, "sequence_number": self.sequence, **payload})
+    def event(self, event: StreamEvent) -> str:
+        """The event as SSE text, numbered next."""
+        event.sequence_number = self.sequence
         self.sequence += 1
-        return f"event: {kind}\ndata: {data}\n\n"
+        return f"event: {event.type}\ndata: {_dumps(event.model_dump(mode='json'))}\n\n"
 
-    def snapshot(self, status: str, **extra: Any) -> dict[str, Any]:
-        response = response_object(
+    def snapshot(self, status: str, **extra: Any) -> Response:
+        return response_object(
             self.gen.id,
             self.gen.model,
             self.gen.response or {},
@@ -530,12 +556,11 @@ class EventWriter:
             conversation_id=self.gen.conversation_id,
             **extra,
         )
-        return response.model_dump(mode="json")
 
     def start(self) -> str:
         return (
-            self.event("response.created", {"response": self.snapshot("in_progress")})
-            + self.event("response.in_progress", {"response": self.snapshot("in_progress")})
+            self.event(ResponseCreatedEvent(response=self.snapshot("in_progress")))
+            + self.event(ResponseInProgressEvent(response=self.snapshot("in_progress")))
             + self._file_search()
         )
 
@@ -546,17 +571,16 @@ class EventWriter:
         if search is None:
             return ""
         call = file_search.call_item(self.gen.id, search)
-        where = {"item_id": call.id, "output_index": len(self.items)}
-        added = {**call.model_dump(mode="json"), "status": "in_progress", "queries": [], "results": None}
-        out = [self.event("response.output_item.added", {"output_index": len(self.items), "item": added})]
-        for stage in ("in_progress", "searching", "completed"):
-            out.append(self.event(f"response.file_search_call.{stage}", where))
-        out.append(
-            self.event(
-                "response.output_item.done",
-                {"output_index": len(self.items), "item": call.model_dump(mode="json")},
-            )
-        )
+        index = len(self.items)
+        added = call.model_copy(update={"status": "in_progress", "queries": [], "results": None})
+        out = [self.event(OutputItemAddedEvent(output_index=index, item=added))]
+        for stage in (
+            FileSearchCallInProgressEvent,
+            FileSearchCallSearchingEvent,
+            FileSearchCallCompletedEvent,
+        ):
+            out.append(self.event(stage(item_id=call.id, output_index=index)))
+        out.append(self.event(OutputItemDoneEvent(output_index=index, item=call)))
         self.items.append(call)
         return "".join(out)
 
@@ -564,58 +588,40 @@ class EventWriter:
         item_id = message_item_id(self.gen.id, self.messages)
         self.messages += 1
         self.current = _Open(len(self.items), item_id)
-        item = {"type": "message", "id": item_id, "status": "in_progress", "role": "assistant", "content": []}
-        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        where = {"item_id": item_id, "output_index": self.current.output_index}
-        return self.event(
-            "response.output_item.added", {"output_index": self.current.output_index, "item": item}
-        ) + self.event("response.content_part.added", {**where, "content_index": 0, "part": part})
+        index = self.current.output_index
+        item = OutputMessage(id=item_id, status="in_progress", content=[])
+        return self.event(OutputItemAddedEvent(output_index=index, item=item)) + self.event(
+            ContentPartAddedEvent(item_id=item_id, output_index=index, part=OutputText(text=""))
+        )
 
-    def _open_call(self, call: model_pb2.ToolCallDelta) -> str:
+    def _open_call(self, call: ToolCallDelta) -> str:
         item_id = call_item_id(self.gen.id, call.index)
         self.current = _Open(len(self.items), item_id, call.index, call_id=call.id, name=call.name)
-        item = {
-            "type": "function_call",
-            "id": item_id,
-            "call_id": call.id,
-            "name": call.name,
-            "arguments": "",
-            "status": "in_progress",
-        }
-        return self.event(
-            "response.output_item.added", {"output_index": self.current.output_index, "item": item}
-        )
+        item = FunctionCall(id=item_id, call_id=call.id, name=call.name, arguments="", status="in_progress")
+        return self.event(OutputItemAddedEvent(output_index=self.current.output_index, item=item))
 
     def close(self, status: str = "completed") -> str:
         """Finish the open item; its done events."""
         open_, self.current = self.current, None
         if open_ is None:
             return ""
-        where = {"item_id": open_.item_id, "output_index": open_.output_index}
+        where: dict[str, Any] = {"item_id": open_.item_id, "output_index": open_.output_index}
         if open_.call_index is None:
             said = "".join(open_.text)
             cited = file_search.file_citations(said, _sources_of(self.gen))
             text = OutputText(text=said, annotations=cited, logprobs=open_.logprobs)
             message = OutputMessage(id=open_.item_id, status=status, content=[text])  # type: ignore[arg-type]
             self.items.append(message)
-            part = text.model_dump(mode="json")
             return (
                 "".join(
                     self.event(
-                        "response.output_text.annotation.added",
-                        {**where, "content_index": 0, "annotation_index": n, "annotation": annotation},
+                        OutputTextAnnotationAddedEvent(**where, annotation_index=n, annotation=annotation)
                     )
                     for n, annotation in enumerate(cited)
                 )
-                + self.event(
-                    "response.output_text.done",
-                    {**where, "content_index": 0, "text": text.text, "logprobs": part["logprobs"]},
-                )
-                + self.event("response.content_part.done", {**where, "content_index": 0, "part": part})
-                + self.event(
-                    "response.output_item.done",
-                    {"output_index": open_.output_index, "item": message.model_dump(mode="json")},
-                )
+                + self.event(OutputTextDoneEvent(**where, text=text.text, logprobs=text.logprobs))
+                + self.event(ContentPartDoneEvent(**where, part=text))
+                + self.event(OutputItemDoneEvent(output_index=open_.output_index, item=message))
             )
         call = FunctionCall(
             id=open_.item_id,
@@ -626,13 +632,10 @@ class EventWriter:
         )
         self.items.append(call)
         return self.event(
-            "response.function_call_arguments.done", {**where, "name": call.name, "arguments": call.arguments}
-        ) + self.event(
-            "response.output_item.done",
-            {"output_index": open_.output_index, "item": call.model_dump(mode="json")},
-        )
+            FunctionCallArgumentsDoneEvent(**where, name=call.name, arguments=call.arguments)
+        ) + self.event(OutputItemDoneEvent(output_index=open_.output_index, item=call))
 
-    def delta(self, delta: model_pb2.ChoiceDelta) -> str:
+    def delta(self, delta: ChoiceDelta) -> str:
         out = []
         if delta.text:
             if self.current is None or self.current.call_index is not None:
@@ -644,14 +647,12 @@ class EventWriter:
             self.current.logprobs.extend(logprobs)
             out.append(
                 self.event(
-                    "response.output_text.delta",
-                    {
-                        "item_id": self.current.item_id,
-                        "output_index": self.current.output_index,
-                        "content_index": 0,
-                        "delta": delta.text,
-                        "logprobs": [p.model_dump(mode="json") for p in logprobs],
-                    },
+                    OutputTextDeltaEvent(
+                        item_id=self.current.item_id,
+                        output_index=self.current.output_index,
+                        delta=delta.text,
+                        logprobs=logprobs,
+                    )
                 )
             )
         for call in delta.tool_calls:
@@ -663,12 +664,11 @@ class EventWriter:
                 self.current.text.append(call.arguments)
                 out.append(
                     self.event(
-                        "response.function_call_arguments.delta",
-                        {
-                            "item_id": self.current.item_id,
-                            "output_index": self.current.output_index,
-                            "delta": call.arguments,
-                        },
+                        FunctionCallArgumentsDeltaEvent(
+                            item_id=self.current.item_id,
+                            output_index=self.current.output_index,
+                            delta=call.arguments,
+                        )
                     )
                 )
         return "".join(out)
@@ -685,8 +685,8 @@ class EventWriter:
             incomplete=incomplete,
             completed_at=int(time.time()),
         )
-        kind = "response.completed" if status == "completed" else "response.incomplete"
-        out.append(self.event(kind, {"response": final}))
+        kind = ResponseCompletedEvent if status == "completed" else ResponseIncompleteEvent
+        out.append(self.event(kind(response=final)))
         return "".join(out)
 
     def fail(self, exc: RagwayError, progress: Progress) -> str:
@@ -695,7 +695,7 @@ class EventWriter:
         final = self.snapshot(
             "failed", usage=_progress_usage(progress), error=ResponseError(code=code, message=exc.message)
         )
-        out.append(self.event("response.failed", {"response": final}))
+        out.append(self.event(ResponseFailedEvent(response=final)))
         return "".join(out)
 
 

@@ -14,8 +14,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ragway.core.errors import NotFound
-from ragway.gateway import history
-from ragway.gateway.models import Conversation, Message
+from ragway.gateway.conversations import history
+from ragway.gateway.core.tables import Conversation, Message
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,26 @@ async def get_exchange(
     return Exchange(rows[0][1], messages[:-1], messages[-1])
 
 
-async def continue_from(session: AsyncSession, user_id: str, response_id: str) -> tuple[str, bool]:
-    """The conversation a request with `previous_response_id` continues, and whether it is a new branch.
+@dataclass(frozen=True)
+class Continuation:
+    """Where a request with `previous_response_id` reads its history (and, when stored, writes)."""
+
+    conversation_id: str
+    branched: bool = False  # a conversation made for this request: dropped if it never runs
+    until: int | None = None  # read the conversation only up to this seq
+
+
+async def continue_from(
+    session: AsyncSession, user_id: str, response_id: str, *, stored: bool = True
+) -> Continuation:
+    """The conversation a request with `previous_response_id` continues.
 
     When the response is the newest exchange of its conversation, that conversation goes on. When
     later exchanges followed it, they belong to another branch: the history up to and including it
     is copied into a new conversation, so the branches never mix. The copies carry no request id,
-    so every response id still names exactly one exchange.
+    so every response id still names exactly one exchange. A request that is not `stored` writes
+    nothing, so it gets no copy either (it would be left in the history list, unused): it reads the
+    original conversation up to the response instead.
     """
     exchange = await get_exchange(session, user_id, response_id, field="previous_response_id")
     conversation, answer = exchange.conversation, exchange.answer
@@ -59,7 +72,9 @@ async def continue_from(session: AsyncSession, user_id: str, response_id: str) -
         await session.execute(select(func.max(Message.seq)).where(Message.conversation_id == conversation.id))
     ).scalar_one()
     if newest == answer.seq:
-        return conversation.id, False
+        return Continuation(conversation.id)
+    if not stored:
+        return Continuation(conversation.id, until=answer.seq)
     branch = Conversation(
         id=history.new_conversation_id(),
         user_id=user_id,
@@ -95,7 +110,7 @@ async def continue_from(session: AsyncSession, user_id: str, response_id: str) -
             )
         )
     await session.commit()
-    return branch.id, True
+    return Continuation(branch.id, branched=True)
 
 
 async def drop_conversation(session: AsyncSession, user_id: str, conversation_id: str) -> None:

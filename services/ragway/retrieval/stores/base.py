@@ -42,10 +42,6 @@ class Fusion(StrEnum):
     DBSF = "dbsf"
 
 
-# Reciprocal rank fusion's k, the same on every backend (Cormack et al. 2009 use 60).
-RRF_K = 60
-
-
 @dataclass(frozen=True)
 class SparseVector:
     """Lexical weights by term id (a 31-bit hash of the stemmed term), ids ascending."""
@@ -112,9 +108,20 @@ class Condition:
 
 @dataclass(frozen=True)
 class Filter:
-    """All conditions must hold. An empty filter matches everything."""
+    """A boolean filter every backend evaluates natively (Qdrant must / should / must_not, a Milvus
+    expression): every `must` clause holds, at least one `should` clause holds when there are any,
+    and no `must_not` clause holds. A clause is a Condition or a nested Filter. A condition on a
+    missing key is false, so under `must_not` it passes. An empty filter matches everything."""
 
-    must: tuple[Condition, ...] = ()
+    must: tuple[Clause, ...] = ()
+    should: tuple[Clause, ...] = ()
+    must_not: tuple[Clause, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.must or self.should or self.must_not)
+
+
+Clause = Condition | Filter
 
 
 @dataclass

@@ -38,6 +38,7 @@ from ragway.core.errors import AlreadyExists, InvalidArgument, NotFound, Unavail
 from ragway.retrieval.stores.base import (
     ChunkPoint,
     CollectionSpec,
+    Condition,
     Distance,
     DocumentSummary,
     Filter,
@@ -104,20 +105,38 @@ def _literal(value: Any) -> str:
     return repr(value)
 
 
-def _expression(where: Filter, *extra: str) -> str:
-    parts = list(extra)
-    for cond in where.must:
-        field = f'metadata["{cond.key}"]'
-        if cond.range is not None:
-            r = cond.range
-            for op, bound in ((">", r.gt), (">=", r.gte), ("<", r.lt), ("<=", r.lte)):
-                if bound is not None:
-                    parts.append(f"{field} {op} {_literal(bound)}")
-        elif cond.any_of is not None:
-            # Milvus Lite's parser has no `in` for JSON fields: spell it as a disjunction.
-            parts.append("(" + " or ".join(f"{field} == {_literal(v)}" for v in cond.any_of) + ")")
-        else:
-            parts.append(f"{field} == {_literal(cond.equals)}")
+def _clause(clause: Condition | Filter, guard: bool) -> str:
+    """One clause as a Milvus boolean expression, parenthesised. `guard`: the clause is under a
+    `not`, where Milvus' three-valued logic would drop the points whose metadata lacks the key
+    (a comparison with a missing JSON key is null, and so is its negation); `exists` makes it
+    plainly false there, so `not` keeps those points, as Qdrant's must_not does."""
+    if isinstance(clause, Filter):
+        return f"({_expression(clause, guard=guard)})"
+    field = f'metadata["{clause.key}"]'
+    if clause.range is not None:
+        r = clause.range
+        parts = [
+            f"{field} {op} {_literal(bound)}"
+            for op, bound in ((">", r.gt), (">=", r.gte), ("<", r.lt), ("<=", r.lte))
+            if bound is not None
+        ]
+    elif clause.any_of is not None:
+        # Milvus Lite's parser has no `in` for JSON fields: spell it as a disjunction.
+        parts = ["(" + " or ".join(f"{field} == {_literal(v)}" for v in clause.any_of) + ")"]
+    else:
+        parts = [f"{field} == {_literal(clause.equals)}"]
+    if guard:
+        parts.insert(0, f"exists {field}")
+    return "(" + " and ".join(parts) + ")"
+
+
+def _expression(where: Filter, *extra: str, guard: bool = False) -> str:
+    """The filter as one boolean expression: must clauses joined by `and`, the should clauses as
+    one `(... or ...)`, each must_not clause as `not (...)`. "" matches everything."""
+    parts = list(extra) + [_clause(c, guard) for c in where.must]
+    if where.should:
+        parts.append("(" + " or ".join(_clause(c, guard) for c in where.should) + ")")
+    parts += [f"not {_clause(c, True)}" for c in where.must_not]
     return " and ".join(parts)
 
 

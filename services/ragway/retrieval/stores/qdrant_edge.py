@@ -37,6 +37,7 @@ from ragway.core.errors import AlreadyExists, NotFound
 from ragway.retrieval.stores.base import (
     ChunkPoint,
     CollectionSpec,
+    Condition,
     Distance,
     DocumentSummary,
     Filter,
@@ -115,23 +116,34 @@ def _sparse(vector: Any) -> qe.SparseVector:
     return qe.SparseVector(list(vector.indices), list(vector.values))
 
 
-def _to_filter(where: Filter, *extra: Any) -> qe.Filter | None:
-    must: list[Any] = list(extra)
-    for cond in where.must:
-        key = f"metadata.{cond.key}"
-        if cond.range is not None:
-            r = cond.range
-            must.append(
-                qe.FieldCondition(key=key, range=qe.RangeFloat(gt=r.gt, gte=r.gte, lt=r.lt, lte=r.lte))
-            )
-        elif cond.any_of is not None:
-            values: list[Any] = list(cond.any_of)
-            must.append(qe.FieldCondition(key=key, match=qe.MatchAny(values)))
-        elif isinstance(cond.equals, bool):
-            must.append(_match(f"{_FLAGS}.{cond.key}", int(cond.equals)))
-        else:
-            must.append(_match(key, cond.equals))
-    return qe.Filter(must=must) if must else None
+def _clause(clause: Condition | Filter) -> Any:
+    """One clause as Qdrant's: a field condition, or a nested qe.Filter."""
+    if isinstance(clause, Filter):
+        return _nested(clause)
+    key = f"metadata.{clause.key}"
+    if clause.range is not None:
+        r = clause.range
+        return qe.FieldCondition(key=key, range=qe.RangeFloat(gt=r.gt, gte=r.gte, lt=r.lt, lte=r.lte))
+    if clause.any_of is not None:
+        values: list[Any] = list(clause.any_of)
+        return qe.FieldCondition(key=key, match=qe.MatchAny(values))
+    if isinstance(clause.equals, bool):
+        return _match(f"{_FLAGS}.{clause.key}", int(clause.equals))
+    return _match(key, clause.equals)
+
+
+def _nested(where: Filter) -> qe.Filter:
+    return qe.Filter(
+        must=[_clause(c) for c in where.must] or None,
+        should=[_clause(c) for c in where.should] or None,
+        must_not=[_clause(c) for c in where.must_not] or None,
+    )
+
+
+def _to_filter(where: Filter) -> qe.Filter | None:
+    """The service's filter as the engine's, whole: must / should / must_not, nested as deep as
+    the caller nested it, so every search is filtered inside the index, never after it."""
+    return _nested(where) if where else None
 
 
 def _read_spec(folder: Path) -> CollectionSpec:

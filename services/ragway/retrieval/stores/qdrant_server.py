@@ -21,6 +21,7 @@ from ragway.core.errors import AlreadyExists, NotFound, Unavailable
 from ragway.retrieval.stores.base import (
     ChunkPoint,
     CollectionSpec,
+    Condition,
     Distance,
     DocumentSummary,
     Filter,
@@ -68,20 +69,31 @@ def _documents(document_ids: Sequence[str]) -> models.FieldCondition:
     return models.FieldCondition(key="document_id", match=models.MatchAny(any=list(document_ids)))
 
 
-def _to_filter(where: Filter, *extra: models.FieldCondition) -> models.Filter | None:
-    must: list[Any] = list(extra)
-    for cond in where.must:
-        key = f"metadata.{cond.key}"
-        if cond.range is not None:
-            r = cond.range
-            must.append(
-                models.FieldCondition(key=key, range=models.Range(gt=r.gt, gte=r.gte, lt=r.lt, lte=r.lte))
-            )
-        elif cond.any_of is not None:
-            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(cond.any_of))))
-        else:
-            must.append(_match(key, cond.equals))
-    return models.Filter(must=must) if must else None
+def _clause(clause: Condition | Filter) -> Any:
+    """One clause as Qdrant's: a field condition, or a nested models.Filter."""
+    if isinstance(clause, Filter):
+        return _nested(clause)
+    key = f"metadata.{clause.key}"
+    if clause.range is not None:
+        r = clause.range
+        return models.FieldCondition(key=key, range=models.Range(gt=r.gt, gte=r.gte, lt=r.lt, lte=r.lte))
+    if clause.any_of is not None:
+        return models.FieldCondition(key=key, match=models.MatchAny(any=list(clause.any_of)))
+    return _match(key, clause.equals)
+
+
+def _nested(where: Filter) -> models.Filter:
+    return models.Filter(
+        must=[_clause(c) for c in where.must] or None,
+        should=[_clause(c) for c in where.should] or None,
+        must_not=[_clause(c) for c in where.must_not] or None,
+    )
+
+
+def _to_filter(where: Filter) -> models.Filter | None:
+    """The service's filter as Qdrant's, whole: must / should / must_not, nested as deep as the
+    caller nested it, so every search is filtered inside the index, never after it."""
+    return _nested(where) if where else None
 
 
 def _spec(raw: dict[str, Any]) -> CollectionSpec:

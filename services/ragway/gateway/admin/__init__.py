@@ -1,0 +1,1 @@
+"""`/v1/admin/...`: users, keys, credits and usage, for admin keys only."""

@@ -1,1 +1,0 @@
-"""ragway package."""

@@ -1,0 +1,1 @@
+"""`/v1/collections`: ragway's own RAG collections API — collections, their documents, search."""
