@@ -181,7 +181,8 @@ async def test_the_batch_limit_queues_the_excess_in_arrival_order(start_sim: Sta
     async def run(i: int) -> None:
         messages = []
         async for message in stub.Generate(text_request(f"request {i}", max_tokens=40)):
-            first_token_at.setdefault(i, time.monotonic())
+            if any(choice.token_ids for choice in message.choices):  # not the admission message
+                first_token_at.setdefault(i, time.monotonic())
             messages.append(message)
         finished_at[i] = time.monotonic()
         results[i] = messages
