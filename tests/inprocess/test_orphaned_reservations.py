@@ -29,7 +29,7 @@ def payer(ip: InProcess) -> Principal:
     key = ip.client.post(
         "/v1/admin/keys", json={"user_id": user["id"], "budget": 5, "budget_period": "month"}, headers=ADMIN
     ).json()
-    return Principal(user["id"], "orphans", "user", key["id"], None, None)
+    return Principal(user["id"], "orphans", "user", key["id"], None, None, 5_000_000, "month")
 
 
 async def reserve(session: AsyncSession, who: Principal, request_id: str) -> Reservation:

@@ -25,7 +25,9 @@ _LOOKUP_CHARS = 8
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the user and the key they used (limits are per key, credits per user)."""
+    """Who is calling: the user and the key they used (limits and budgets are per key, credits per
+    user). The key's budget rides along so a reservation needs no SELECT of its own; the spend is
+    still checked against the row's budget atomically by the reservation's UPDATE."""
 
     user_id: str
     user_name: str
@@ -33,6 +35,8 @@ class Principal:
     key_id: str
     rpm_limit: int | None
     tpm_limit: int | None
+    budget: int | None  # micro-credits per budget_period; None: no budget
+    budget_period: str
 
     @property
     def is_admin(self) -> bool:
@@ -81,7 +85,16 @@ async def authenticate(session: AsyncSession, key: str) -> Principal:
         raise Unauthenticated("this API key has expired")
     if row.user.disabled_at is not None:
         raise Unauthenticated("this user is disabled")
-    return Principal(row.user_id, row.user.name, row.user.role, row.id, row.rpm_limit, row.tpm_limit)
+    return Principal(
+        row.user_id,
+        row.user.name,
+        row.user.role,
+        row.id,
+        row.rpm_limit,
+        row.tpm_limit,
+        row.budget,
+        row.budget_period,
+    )
 
 
 async def ensure_admin_key(session: AsyncSession, key: str, initial_credits: int) -> None:

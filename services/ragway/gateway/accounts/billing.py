@@ -86,11 +86,6 @@ async def reserve(
     it meanwhile, and on a gateway carrying hundreds of streams each round trip in between waits
     its turn in a busy event loop (measured: 256 streams of one key queued ~8 s for the lock)."""
     amount = cost_micro(price, prompt_tokens, max_completion_tokens)
-    key = (
-        await session.execute(
-            select(ApiKey.budget, ApiKey.budget_period).where(ApiKey.id == principal.key_id)
-        )
-    ).one()
     session.add(
         LedgerEntry(
             user_id=principal.user_id,
@@ -117,8 +112,8 @@ async def reserve(
             f"insufficient credits: this request may cost up to {credits(amount):.6f} credits "
             f"and the balance is {credits(balance):.6f}; lower max_tokens or top up"
         )
-    if key.budget is not None:
-        start = period_start(key.budget_period, time.time())
+    if principal.budget is not None:
+        start = period_start(principal.budget_period, time.time())
         await session.execute(
             update(ApiKey)
             .where(ApiKey.id == principal.key_id, ApiKey.period_start < start)
@@ -132,7 +127,8 @@ async def reserve(
         if within.rowcount != 1:  # type: ignore[attr-defined]
             await session.rollback()
             raise QuotaExceeded(
-                f"this key's {key.budget_period}ly budget of {credits(key.budget):.6f} credits is spent",
+                f"this key's {principal.budget_period}ly budget of {credits(principal.budget):.6f} "
+                "credits is spent",
                 retry_after=None,
             )
     await session.commit()

@@ -92,15 +92,12 @@ class Job:
 
 async def _payer(session: AsyncSession, row: IngestedFile, store: Collection) -> Principal:
     """Who pays for a row's embedding: the user and key that attached it, with that key's limits
-    (none when the key is gone: its user still pays)."""
-    key_id = row.key_id or ""
-    limits = (
-        (await session.execute(select(ApiKey.rpm_limit, ApiKey.tpm_limit).where(ApiKey.id == key_id))).first()
-        if key_id
-        else None
-    )
-    rpm, tpm = (limits.rpm_limit, limits.tpm_limit) if limits is not None else (None, None)
-    return Principal(row.user_id or store.user_id, "", "user", key_id, rpm, tpm)
+    and budget (none when the key is gone: its user still pays)."""
+    key = await session.get(ApiKey, row.key_id) if row.key_id else None
+    user_id = row.user_id or store.user_id
+    if key is None:
+        return Principal(user_id, "", "user", "", None, None, None, "month")
+    return Principal(user_id, "", "user", key.id, key.rpm_limit, key.tpm_limit, key.budget, key.budget_period)
 
 
 def _error(code: str, message: str) -> dict[str, str]:
