@@ -23,6 +23,7 @@ from ragway.core.errors import InvalidArgument, Unavailable
 from ragway.model import metrics
 from ragway.model.config import ModelSettings
 from ragway.model.dtype import DtypeChoice, EngineDtype, choose_dtype, device
+from ragway.model.renders import MessageSizes
 from ragway.model.scoring import PassageScore, ScorePrompt, ScoreResult, build_prompts, mean_query_logprob
 from ragway.model.tools import ToolCalling
 from ragway.model.vllm_env import apply_engine_env
@@ -70,6 +71,7 @@ class BaseEngine(ABC):
         self.tools: ToolCalling | None = None
         # Why the engine can no longer serve (set by `fail`); every call is UNAVAILABLE after it.
         self.failure: str | None = None
+        self._message_sizes = MessageSizes()
 
     @property
     @abstractmethod
@@ -120,7 +122,7 @@ class BaseEngine(ABC):
     ) -> ScoreResult:
         """Each passage's UPR score for `query` (ragway.model.scoring), all passages submitted to the
         engine at once; `passage_tokens` 0 takes the service's default budget."""
-        self._check()
+        self.check()
         prompts, query_tokens = build_prompts(
             lambda text, special: self.encode_text(text, add_special_tokens=special),
             query,
@@ -144,7 +146,8 @@ class BaseEngine(ABC):
         """The mean log-probability of each prompt's query tokens, and the prompt tokens the prefix
         cache served. Cancelling the call aborts every prompt still in the engine."""
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Unavailable unless the engine can serve: failed, dead or still starting."""
         if self.failure is not None or self.dead:
             raise Unavailable(
                 f"the inference engine failed ({self.failure or 'it died'}); the service is restarting"
@@ -154,12 +157,12 @@ class BaseEngine(ABC):
 
     @property
     def max_model_len(self) -> int:
-        self._check()
+        self.check()
         assert self.info is not None
         return self.info.max_model_len
 
     def encode_text(self, text: str, add_special_tokens: bool) -> list[int]:
-        self._check()
+        self.check()
         return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens))
 
     def encode_chat(
@@ -170,7 +173,7 @@ class BaseEngine(ABC):
     ) -> list[int]:
         """Render messages (OpenAI-shaped dicts) with the model's own chat template, or the given
         one, with the assistant prefix appended; `tools` are passed to the template."""
-        self._check()
+        self.check()
         if not messages:
             raise InvalidArgument("messages must not be empty", field="messages")
         try:
@@ -192,10 +195,13 @@ class BaseEngine(ABC):
     def message_tokens(self, contents: Sequence[str], total: int) -> list[int]:
         """Each message's share of a rendered chat prompt of `total` tokens: its content tokens plus
         an equal part of the template's own tokens, so the shares sum to `total` exactly."""
-        self._check()
+        self.check()
         if not contents:
             return []
-        own = [len(ids) for ids in self._tokenizer(list(contents), add_special_tokens=False)["input_ids"]]
+        own = self._message_sizes.counts(
+            contents,
+            lambda fresh: [len(ids) for ids in self._tokenizer(fresh, add_special_tokens=False)["input_ids"]],
+        )
         overhead = max(total - sum(own), 0)
         share, extra = divmod(overhead, len(own))
         counts = [n + share + (1 if i < extra else 0) for i, n in enumerate(own)]
@@ -203,7 +209,7 @@ class BaseEngine(ABC):
         return counts
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool) -> str:
-        self._check()
+        self.check()
         vocab = len(self._tokenizer)
         bad = [i for i in ids if i >= vocab]
         if bad:
@@ -391,7 +397,7 @@ class Engine(BaseEngine):
             llm.shutdown()
 
     def _require(self) -> Any:
-        self._check()
+        self.check()
         return self._llm
 
     def num_unfinished_requests(self) -> int:

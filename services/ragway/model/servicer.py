@@ -16,6 +16,7 @@ from ragway.model.admission import Admission
 from ragway.model.convert import choice_delta, load_reply, model_info, score_reply
 from ragway.model.engine import BaseEngine
 from ragway.model.liveness import EngineWatch
+from ragway.model.renders import ChatRenders
 from ragway.model.sampling import build_sampling_params
 from ragway.model.structured import constraint_field
 from ragway.model.tools import ToolCalling, ToolSession
@@ -29,6 +30,7 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
         self.engine = engine
         self.admission = admission
         self.watch = watch
+        self.renders = ChatRenders()
 
     def _prompt_ids(self, request: model_pb2.GenerateRequest) -> list[int]:
         kind = request.WhichOneof("input")
@@ -51,8 +53,14 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
 
     def _encode_chat(self, chat: model_pb2.ChatInput) -> list[int]:
         """The chat as prompt ids: tools, tool calls and tool results rendered by a tool-aware template."""
-        prompt = self._tool_calling().prompt(chat)
-        return self.engine.encode_chat(prompt.messages, prompt.tools, prompt.template)
+        tools = self._tool_calling()
+        self.engine.check()  # a remembered render is no answer from an engine that cannot serve
+
+        def render() -> list[int]:
+            prompt = tools.prompt(chat)
+            return self.engine.encode_chat(prompt.messages, prompt.tools, prompt.template)
+
+        return self.renders.ids(chat, render)
 
     def _choice(self, completion: Any, tools: ToolSession | None) -> model_pb2.ChoiceDelta:
         if tools is None:

@@ -293,16 +293,16 @@ class SimEngine(BaseEngine):
 
     @property
     def vocab_size(self) -> int:
-        self._check()
+        self.check()
         return self._vocab_size
 
     def verify(self, params: Any, constraint: str | None) -> None:
         # ragway's own validation (sampling.py) has run; there is no grammar backend to compile
         # a constraint with, and the simulated text does not follow one.
-        self._check()
+        self.check()
 
     def generate(self, prompt_ids: list[int], params: Any, request_id: str) -> AsyncIterator[Any]:
-        self._check()
+        self.check()
         self._check_prompt(prompt_ids)
         seed = hash((tuple(prompt_ids), params.seed or 0))
         return self._stream(_Request(request_id, prompt_ids, params, seed))
