@@ -72,6 +72,7 @@ import rag_eval_questions  # noqa: E402
 import rag_eval_questions_flask  # noqa: E402
 import rag_eval_questions_git  # noqa: E402
 
+from ragway.core.content_types import CONTENT_TYPES  # noqa: E402
 from ragway.core.grpc_server import GRPC_OPTIONS  # noqa: E402
 from ragway.retrieval.config import RetrievalSettings  # noqa: E402
 from ragway.retrieval.embedder import Embedder  # noqa: E402
@@ -107,8 +108,6 @@ CORPORA = {
         "python-flask-doc",
     ),
 }
-CONTENT_TYPES = {".html": "text/html", ".htm": "text/html", ".md": "text/markdown", ".txt": "text/plain",
-                 ".pdf": "application/pdf"}  # fmt: skip
 COLLECTION = "rag-eval"  # + "-<corpus name>"
 CANDIDATES = 30  # chunks fetched per question; pages are ranked by their first hit
 CANDIDATES_DUMP = 100  # chunks per retriever in --dump (the most a search returns; hybrid prefetches 120)
@@ -337,10 +336,10 @@ async def llm_reranked(
     counts: Sequence[int],
     passage_tokens: int,
     timed_every: int,
-) -> tuple[dict[int, list[list[str]]], dict[int, list[float]]]:
+) -> tuple[dict[int, list[list[str]]], dict[int, list[list[str]]], dict[int, list[float]]]:
     """For each count n: each question's pages of its first n hybrid chunks reordered by the model's
-    Score, as the gateway's ranker "llm" returns them (rag/rerank.py: the candidates only), and the
-    search + Score latency in ms.
+    Score, as the gateway's ranker "llm" returns them (rag/rerank.py: the candidates only); the same
+    fused with the hybrid order by RRF; and the search + Score latency in ms.
 
     One Score call over the most candidates gives every count's order: the first n hybrid chunks
     are the n-candidate rerank's input, and each passage is its own prompt, scored alone, so the
@@ -348,6 +347,7 @@ async def llm_reranked(
     every question; each smaller one by calls of its own on every `timed_every`-th question."""
     most = max(counts)
     rankings: dict[int, list[list[str]]] = {n: [] for n in counts}
+    fused: dict[int, list[list[str]]] = {n: [] for n in counts}
     times: dict[int, list[float]] = {n: [] for n in counts}
     for i, question in enumerate(questions):
         started = time.perf_counter()
@@ -357,6 +357,9 @@ async def llm_reranked(
         for n in counts:
             order = sorted(range(min(n, len(chunks))), key=lambda k: scores[k], reverse=True)
             rankings[n].append(pages_of([chunks[k][0] for k in order]))
+            # The same scores fused with the hybrid order (RRF of the two ranks): how much of the
+            # first stage a weak reranker should keep.
+            fused[n].append(pages_of([chunks[k][0] for k in rrf(list(range(min(n, len(chunks)))), order)]))
         for n in (n for n in counts if n != most and i % timed_every == 0):
             started = time.perf_counter()
             head = await candidates(question, "hybrid", n)
@@ -364,7 +367,7 @@ async def llm_reranked(
             times[n].append((time.perf_counter() - started) * 1000)
         print(f"  LLM rerank: {i + 1}/{len(questions)} questions", end="\r", flush=True)
     print()
-    return rankings, times
+    return rankings, fused, times
 
 
 async def http_api(
@@ -529,12 +532,14 @@ async def main() -> None:
                 grpc.aio.insecure_channel(args.model, options=GRPC_OPTIONS)
             )
             counts = sorted(int(v) for v in args.llm_rerank.split(",") if v)
-            by_count, times = await llm_reranked(
+            by_count, fused, times = await llm_reranked(
                 model, candidates, texts, counts, args.passage_tokens, args.timed_every
             )
             for n in counts:
                 rows[f"API hybrid + LLM rerank@{n}"] = score(by_count[n], accepted)
                 latencies[f"API hybrid + LLM rerank@{n}"] = times[n]
+                rows[f"API hybrid RRF LLM@{n}"] = score(fused[n], accepted)
+                latencies[f"API hybrid RRF LLM@{n}"] = times[n]
         if args.dump and candidates is not None:
             dump = [
                 {
@@ -574,7 +579,7 @@ async def main() -> None:
         ("hybrid MRR@10 >= best baseline", hybrid.mrr_10, best["mrr_10"], True),
         ("hybrid MRR@10 >= API dense + 0.05", hybrid.mrr_10, dense.mrr_10 + 0.05, True),
     ]
-    for label in (k for k in rows if "LLM rerank" in k):
+    for label in (k for k in rows if "LLM" in k):
         checks += [
             (f"{label[4:]} MRR@10 >= best baseline + 0.03", rows[label].mrr_10, best["mrr_10"] + 0.03, True),
             (f"{label[4:]} search p95 <= 2 s", percentiles(latencies[label])[1] / 1000, 2.0, False),
