@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -211,9 +211,6 @@ async def release_orphans(session: AsyncSession, older_than: float, limit: int =
     record is unique per request and is written in the same transaction as the refund (of two
     gateways, or a late settle and this, one commits and the other rolls back). `older_than`
     (seconds) must exceed the longest a request can run. How many it settled."""
-    from sqlalchemy import exists
-    from sqlalchemy.exc import IntegrityError
-
     cutoff = int(time.time() - older_than)
     settled = (
         select(UsageRecord.id).where(UsageRecord.request_id == LedgerEntry.request_id).correlate(LedgerEntry)
