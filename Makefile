@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(ENGINE)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test test-load bench lint protos clean images compose-test
+.PHONY: install run test test-load test-faults bench lint protos clean images compose-test
 
 install: $(STAMP) protos
 	@$(BIN)/ragway model prepare
@@ -46,6 +46,11 @@ test: install lint
 
 test-load: install
 	$(BIN)/pytest -m load -s
+
+# The fault tier (~8 min here): engines and services killed, stalled, drained and overloaded under
+# streams, with the reliability figures they print (tests/reliability, tests/stack/test_restart.py).
+test-faults: install
+	$(BIN)/pytest -m faults
 
 # The gateway, retrieval and model-cpu images from docker/Dockerfile (classic builder); where no
 # image registry answers, on a Python base built from Debian packages (docker/build_images.sh).

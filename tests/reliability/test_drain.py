@@ -17,6 +17,8 @@ from tests.reliability.conftest import Figures
 from tests.reliability.streams import StreamResult, stream_chat
 from tests.utils.factories import make_account
 
+pytestmark = pytest.mark.faults  # make test-faults
+
 GRACE_SECONDS = 30  # generous: the 2-core machine may be shared with other test runs
 
 

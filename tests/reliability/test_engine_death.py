@@ -24,7 +24,7 @@ from tests.reliability.conftest import Figures
 from tests.utils.engine_death import engine_core, health_changes, not_serving_at
 from tests.utils.processes import Service, free_port, grpc_serving, start, wait_until
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.faults]
 
 ENGINE_FAILED_EXIT = 3  # ragway.model.server.ENGINE_FAILED_EXIT, what `ragway up` restarts on
 STREAMS = 4

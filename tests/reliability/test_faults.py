@@ -13,12 +13,15 @@ import signal
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import MODEL_NAME, Gateway
 from tests.reliability.conftest import MODEL_DRAIN_SECONDS, Figures, OwnModel, OwnRetrieval, kill_hard
 from tests.reliability.streams import StreamResult, stream_chat
 from tests.utils.db import rows
 from tests.utils.factories import make_account
+
+pytestmark = pytest.mark.faults  # make test-faults
 
 READY_AFTER_RESTART = 60.0
 DOCS = 12

@@ -169,6 +169,7 @@ def _pending_on(model: OwnModel) -> float:
     return running - (started - finished)
 
 
+@pytest.mark.faults  # make test-faults
 async def test_killing_a_replica_under_16_streams_fails_over_what_had_not_started(
     routed: Routed, figures: Figures
 ) -> None:

@@ -12,11 +12,14 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 
 from tests.conftest import MODEL_MAX_RUNNING, MODEL_MAX_WAITING, Gateway, ModelService
 from tests.reliability.conftest import Figures, rss_bytes
 from tests.reliability.streams import StreamResult, stream_chat
 from tests.utils.factories import make_account
+
+pytestmark = pytest.mark.faults  # make test-faults
 
 CAPACITY = MODEL_MAX_RUNNING + MODEL_MAX_WAITING
 WAVE = CAPACITY + 24

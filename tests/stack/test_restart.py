@@ -17,7 +17,8 @@ from tests.utils.engine_death import engine_core, health_changes, not_serving_at
 from tests.utils.factories import make_account
 from tests.utils.processes import LOG_DIR, free_port
 
-pytestmark = pytest.mark.engine  # `ragway up` starts a vLLM engine of its own, twice here
+# `ragway up` starts a vLLM engine of its own, twice here; killing it is the fault tier's
+pytestmark = [pytest.mark.engine, pytest.mark.faults]
 
 RESTART_LINE = "model exited (its engine failed); restarting it in 1 s (restart 1 in a row)"
 
