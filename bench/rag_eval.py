@@ -335,7 +335,6 @@ async def llm_reranked(
     questions: Sequence[str],
     counts: Sequence[int],
     passage_tokens: int,
-    timed_every: int,
 ) -> tuple[dict[int, list[list[str]]], dict[int, list[list[str]]], dict[int, list[float]]]:
     """For each count n: each question's pages of its first n hybrid chunks reordered by the model's
     Score, as the gateway's ranker "llm" returns them (rag/rerank.py: the candidates only); the same
@@ -343,28 +342,30 @@ async def llm_reranked(
 
     One Score call over the most candidates gives every count's order: the first n hybrid chunks
     are the n-candidate rerank's input, and each passage is its own prompt, scored alone, so the
-    call's first n scores are what a call with those n would give. The largest count is timed on
-    every question; each smaller one by calls of its own on every `timed_every`-th question."""
+    call's first n scores are what a call with those n would give. Timing is another matter: a call
+    made after another over the same passages reads their KV blocks from the prefix cache and is
+    several times faster. So each question times one count, in turn, with the question's first
+    call; the ranking call over the most candidates follows it, untimed."""
     most = max(counts)
     rankings: dict[int, list[list[str]]] = {n: [] for n in counts}
     fused: dict[int, list[list[str]]] = {n: [] for n in counts}
     times: dict[int, list[float]] = {n: [] for n in counts}
     for i, question in enumerate(questions):
+        timed = counts[i % len(counts)]
         started = time.perf_counter()
-        chunks = await candidates(question, "hybrid", most)
-        scores = await passage_scores(model, question, [text for _, _, text in chunks], passage_tokens)
-        times[most].append((time.perf_counter() - started) * 1000)
+        head = await candidates(question, "hybrid", timed)
+        scores = await passage_scores(model, question, [text for _, _, text in head], passage_tokens)
+        times[timed].append((time.perf_counter() - started) * 1000)
+        chunks = head
+        if timed != most:
+            chunks = await candidates(question, "hybrid", most)
+            scores = await passage_scores(model, question, [text for _, _, text in chunks], passage_tokens)
         for n in counts:
             order = sorted(range(min(n, len(chunks))), key=lambda k: scores[k], reverse=True)
             rankings[n].append(pages_of([chunks[k][0] for k in order]))
             # The same scores fused with the hybrid order (RRF of the two ranks): how much of the
             # first stage a weak reranker should keep.
             fused[n].append(pages_of([chunks[k][0] for k in rrf(list(range(min(n, len(chunks)))), order)]))
-        for n in (n for n in counts if n != most and i % timed_every == 0):
-            started = time.perf_counter()
-            head = await candidates(question, "hybrid", n)
-            await passage_scores(model, question, [text for _, _, text in head], passage_tokens)
-            times[n].append((time.perf_counter() - started) * 1000)
         print(f"  LLM rerank: {i + 1}/{len(questions)} questions", end="\r", flush=True)
     print()
     return rankings, fused, times
@@ -431,12 +432,6 @@ async def main() -> None:
         type=int,
         default=128,
         help="tokens of each passage the LLM reads (the gateway's default: 128)",
-    )
-    parser.add_argument(
-        "--timed-every",
-        type=int,
-        default=4,
-        help="time the smaller LLM candidate counts on every Nth question",
     )
     parser.add_argument(
         "--partial",
@@ -532,9 +527,7 @@ async def main() -> None:
                 grpc.aio.insecure_channel(args.model, options=GRPC_OPTIONS)
             )
             counts = sorted(int(v) for v in args.llm_rerank.split(",") if v)
-            by_count, fused, times = await llm_reranked(
-                model, candidates, texts, counts, args.passage_tokens, args.timed_every
-            )
+            by_count, fused, times = await llm_reranked(model, candidates, texts, counts, args.passage_tokens)
             for n in counts:
                 rows[f"API hybrid + LLM rerank@{n}"] = score(by_count[n], accepted)
                 latencies[f"API hybrid + LLM rerank@{n}"] = times[n]
