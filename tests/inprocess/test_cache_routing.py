@@ -200,6 +200,35 @@ def test_cached_prompt_tokens_are_reported_and_billed_at_the_cached_price(
     assert day["cost"] == pytest.approx(expected, abs=1e-6)
 
 
+def test_a_chat_is_sized_as_sent_on_the_replica_its_generation_goes_to(
+    inprocess: InProcess, tmp_path: Path
+) -> None:
+    """The gateway sizes a chat (Tokenize) before it generates; the model service keeps that render
+    for the Generate that follows only on the replica that sized it, and sizes tools too."""
+    fakes = {address: FakeModelClient(address=address) for address in ADDRESSES}
+    table = parse_model_table({"models": [{"name": "pool", "replicas": ADDRESSES}]}, "t")
+    settings = GatewaySettings(data_dir=tmp_path, admin_key=SecretStr(ADMIN_KEY), routing="cache")
+    models = fake_router(settings, fakes, table)
+    app = inprocess.client.app
+    generation = GenerationService(settings, app.state.sessions, models, app.state.limiter)  # type: ignore[attr-defined]
+    app.dependency_overrides[deps.get_models] = lambda: models  # type: ignore[attr-defined]
+    app.dependency_overrides[deps.get_generation] = lambda: generation  # type: ignore[attr-defined]
+    headers = inprocess.account()
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    for i in range(24):
+        body = {
+            "model": "pool",
+            "messages": [{"role": "user", "content": f"question {i} " + SOURCE}],
+            "tools": [tool],
+        }
+        assert inprocess.client.post("/v1/chat/completions", json=body, headers=headers).status_code == 200
+    for fake in fakes.values():
+        assert [c.SerializeToString() for c in fake.measured] == [
+            r.chat.SerializeToString() for r in fake.requests
+        ]
+    assert sum(1 for fake in fakes.values() if fake.requests) >= 4  # and the chats spread out
+
+
 def _gauge(gauge: Any, model: str) -> float:
     return float(gauge.labels(model)._value.get())
 

@@ -59,7 +59,7 @@ class FakeModelClient:
     # arguments in two fragments, ending with FINISH_REASON_TOOL_CALLS.
     tool_call: tuple[str, str] | None = None
     requests: list[model_pb2.GenerateRequest] = field(default_factory=list)
-    measured: list[list[str]] = field(default_factory=list)
+    measured: list[model_pb2.ChatInput] = field(default_factory=list)  # the chats Tokenize sized
     address: str = "fake:0"
     cached: int = 0  # prompt tokens it says its prefix cache served (at most the prompt)
     reported_load: model_pb2.Load = field(default_factory=model_pb2.Load)  # what GetLoad answers
@@ -78,9 +78,9 @@ class FakeModelClient:
     async def serving(self, timeout: float = 2.0) -> bool:
         return True
 
-    async def measure_chat(self, messages: Sequence[model_pb2.ChatMessage]) -> PromptSize:
-        self.measured.append([m.content for m in messages])
-        per = [fake_tokens(m.content) + 2 for m in messages]  # +2: the template's role markers
+    async def measure_chat(self, chat: model_pb2.ChatInput) -> PromptSize:
+        self.measured.append(chat)
+        per = [fake_tokens(m.content) + 2 for m in chat.messages]  # +2: the template's role markers
         return PromptSize(total=sum(per), per_message=per)
 
     async def count_text_tokens(self, text: str) -> int:

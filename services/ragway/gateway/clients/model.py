@@ -252,11 +252,9 @@ class ModelReplica(ServiceClient):
         reply: model_pb2.Load = await self.unary(self.stub.GetLoad, model_pb2.GetLoadRequest(), LOAD_TIMEOUT)
         return reply
 
-    async def measure_chat(self, messages: Sequence[model_pb2.ChatMessage]) -> PromptSize:
+    async def measure_chat(self, chat: model_pb2.ChatInput) -> PromptSize:
         """Tokens of the chat prompt as Generate would render it, with each message's share."""
-        reply = await self.unary(
-            self.stub.Tokenize, model_pb2.TokenizeRequest(chat=model_pb2.ChatInput(messages=messages))
-        )
+        reply = await self.unary(self.stub.Tokenize, model_pb2.TokenizeRequest(chat=chat))
         return PromptSize(total=int(reply.count), per_message=[int(n) for n in reply.message_tokens])
 
     async def count_text_tokens(self, text: str) -> int:
@@ -621,9 +619,15 @@ class ModelClient:
             )
         return other
 
-    async def _call(self, method: Callable[[ModelReplica], Awaitable[T]]) -> T:
-        """A unary call on a picked replica, once more on another if that one is down or full."""
-        replica = self._pick(rotate=False)
+    async def _call(
+        self,
+        method: Callable[[ModelReplica], Awaitable[T]],
+        key: str | None = None,
+        blocks: Sequence[int] = (),
+    ) -> T:
+        """A unary call on a picked replica (the one a generation with routing `key` and prompt
+        `blocks` would go to), once more on another if that one is down or full."""
+        replica = self._pick(rotate=False, key=key, blocks=blocks)
         try:
             result = await method(replica.client)
         except (Unavailable, Overloaded) as exc:
@@ -644,10 +648,13 @@ class ModelClient:
             self._publish()
         return self._info
 
-    async def measure_chat(self, messages: Sequence[Turn]) -> PromptSize:
-        """Tokens of the chat prompt as Generate would render it, with each message's share."""
-        sent = [_chat_message(t) for t in messages]
-        return await self._call(lambda r: r.measure_chat(sent))
+    async def measure_chat(self, chat: Chat, key: str | None = None) -> PromptSize:
+        """Tokens of the chat prompt as Generate would render it (tools included), with each
+        message's share. Measured on the replica the chat's generation with routing `key` will go
+        to: that replica keeps the render, so its Generate does not render and tokenize again."""
+        sent = _chat_input(chat)
+        blocks = prompt_blocks(_prompt_text(chat)) if key is not None else ()
+        return await self._call(lambda r: r.measure_chat(sent), key, blocks)
 
     async def count_text_tokens(self, text: str) -> int:
         return await self._call(lambda r: r.count_text_tokens(text))
@@ -681,10 +688,8 @@ class ModelClient:
         once. Closing this iterator cancels the call (and the engine aborts the request)."""
         blocks = prompt_blocks(_prompt_text(request.prompt))
         sent = _generate_request(request)
-        # Only a key drawn from the prompt gives way to a replica holding more of it; a client's
-        # key or a conversation stays on its own replica (replicas.py).
         prefix_key = key is not None and key.startswith(PREFIX_KEY)
-        replica = self._pick(key=key, blocks=blocks if prefix_key else ())
+        replica = self._pick(key=key, blocks=blocks)
         replica.remember(blocks)
         if key is not None:
             owner = self.replicas.owner(key)

@@ -137,8 +137,9 @@ class ReplicaSet(Generic[T]):
     ) -> Replica[T] | None:
         """The replica for the next call, or None when every one (but `exclude`) is down.
 
-        `key`: the call's routing key, and `blocks` the prompt's (`prompt_blocks`) when a replica
-        that holds more of it may take the key from its owner (see the module docstring).
+        `key`: the call's routing key, and `blocks` the prompt's (`prompt_blocks`): with a key drawn
+        from the prompt, a replica that holds more of it may take the key from its owner (see the
+        module docstring); a client's key or a conversation stays with its owner.
         `rotate=False` leaves the turn where it is: the short calls around a generation (tokenize,
         model info) then do not decide which replica the next generation lands on."""
         excluded = set(map(id, exclude))
@@ -150,7 +151,7 @@ class ReplicaSet(Generic[T]):
             # (with a single replica there is nowhere else to go).
             return min(candidates, key=lambda r: r.out_until, default=None)
         if key is not None:
-            return self._by_key(key, ready, blocks)
+            return self._by_key(key, ready, blocks if key.startswith(PREFIX_KEY) else ())
         turn, count = self._turn, len(self.replicas)
         self._turn += rotate
         return min(ready, key=lambda r: (r.in_flight, (self.replicas.index(r) - turn) % count))

@@ -223,6 +223,10 @@ class GenerationService:
         await metering.admit(self.limiter, principal)
         return route
 
+    def _routed(self, key: str | None) -> str | None:
+        """The routing key replicas are picked by: none when routing is by load alone."""
+        return key if self.settings.routing == "cache" else None
+
     async def _routes(self, principal: Principal, route: Route, needed_tokens: int) -> tuple[Route, ...]:
         return (route, *await self.models.fallbacks(principal, route, needed_tokens))
 
@@ -290,8 +294,12 @@ class GenerationService:
             q = plan.turns[-1]
             return [*plan.turns[:-1], Turn(q.role, q.content, chosen.wrap_question(q.content))]
 
+        def as_chat(messages: list[Turn]) -> Chat:
+            return Chat(messages, plan.tools, plan.tool_choice, plan.parallel_tool_calls)
+
         candidate = [*plan.system, *(t for _, t in earlier), *with_sources(sources)]
-        size = await route.client.measure_chat(candidate)
+        # Measured as Generate will send it, on the replica it will go to (which keeps the render).
+        size = await route.client.measure_chat(as_chat(candidate), self._routed(routing_key(plan, candidate)))
         shares: list[float] = []
         if sources is not None and sources.chunks:
             wrapped = candidate[-1].sent
@@ -315,7 +323,7 @@ class GenerationService:
         new_turns = with_sources(sources)
         messages = [*plan.system, *(t for _, t in earlier), *new_turns]
         max_tokens = self._max_tokens(plan.token_limit, fitted.prompt_tokens, info.max_model_len)
-        chat = Chat(messages, plan.tools, plan.tool_choice, plan.parallel_tool_calls)
+        chat = as_chat(messages)
         sampling = replace(plan.sampling, max_tokens=max_tokens, n=plan.n)
         request = GenerationRequest(plan.id, chat, sampling)
         routes = await self._routes(principal, route, fitted.prompt_tokens + max_tokens)
@@ -393,7 +401,7 @@ class GenerationService:
         settled = False
         messages = None
         try:
-            key = gen.routing_key if self.settings.routing == "cache" else None
+            key = self._routed(gen.routing_key)
             admission = await admit(gen.routes, gen.request, self.settings.model_timeout_seconds, key)
             messages = admission.messages
             # Billed at the price of the model that took it (a fallback's, when one did), not the
