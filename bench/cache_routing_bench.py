@@ -12,7 +12,11 @@ its turns one after another; the users run at once.
 Three arms over the same replicas, alternating, two rounds: gateway with RAGWAY_ROUTING=cache,
 gateway with RAGWAY_ROUTING=least_busy, and "single" — one replica serving the whole workload (the
 hit rate routing is measured against: a single replica sees every prefix). Each arm's prompts carry
-a nonce in their system prompt, so no arm reuses another's cached blocks.
+a nonce in their system prompt, so no arm reuses another's cached blocks. Users arrive at random
+over one answer's time and read each answer for a while (`--arrival`, `--think`), each with an API
+key of its own (`--keys`): with `--arrival 0 --think 0` they move in lockstep, and every turn is a
+burst of 48 requests at one instant, whose median waits for the gateway to admit half the burst
+(its per-request work: ~5 ms of CPU each on this machine), whatever the routing.
 
 Figures: prefix-cache hit rate (cached prompt tokens / prompt tokens, from the engines' own
 counters: usage.prompt_tokens_details.cached_tokens as the engine reported it, and for vLLM its
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import random
 import re
@@ -39,7 +44,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 import yaml
-from harness import MODEL_NAME, Endpoint, install_cleanup, make_api_key, start_gateway, start_model_service
+from harness import (
+    MODEL_NAME,
+    Endpoint,
+    drop_postgres_database,
+    fresh_postgres_database,
+    install_cleanup,
+    make_api_key,
+    start_gateway,
+    start_model_service,
+)
 from report import console, machine, print_table, save_json, verdict
 
 from tests.utils.processes import free_port
@@ -80,13 +94,26 @@ def document(index: int, words: int) -> str:
 
 @dataclass
 class Turn:
-    """One user message: its question and the document it adds (None: a plain follow-up)."""
+    """One user message: its question, the document it adds (None: a plain follow-up), and the
+    seconds the user waits before sending it (arriving, or reading the last answer)."""
 
     question: str
     document: int | None
+    pause: float = 0.0
 
 
-def workload(users: int, turns: tuple[int, int], documents: int, seed: int = 7) -> list[list[Turn]]:
+def workload(
+    users: int,
+    turns: tuple[int, int],
+    documents: int,
+    arrival: float = 0.0,
+    think: float = 0.0,
+    seed: int = 7,
+) -> list[list[Turn]]:
+    """Each user's turns: users arrive spread evenly at random over `arrival` seconds and think for
+    exponentially distributed times of mean `think` between an answer and their next question.
+    Zeros make every user send turn N at once: the answers all take the same time, so the users then
+    move in lockstep, and every turn is a burst of `users` requests at the same instant."""
     rng = random.Random(seed)
     plans = []
     for user in range(users):
@@ -95,12 +122,17 @@ def workload(users: int, turns: tuple[int, int], documents: int, seed: int = 7) 
             Turn(
                 f"User {user}: what does the document say about {TOPICS[user % len(TOPICS)]}?",
                 rng.randrange(documents),
+                rng.uniform(0, arrival),
             )
         ]
         for t in range(1, count):
             adds = rng.random() < 0.3
             plan.append(
-                Turn(f"Follow-up {t}: and why does that matter?", rng.randrange(documents) if adds else None)
+                Turn(
+                    f"Follow-up {t}: and why does that matter?",
+                    rng.randrange(documents) if adds else None,
+                    rng.expovariate(1 / think) if think else 0.0,
+                )
             )
         plans.append(plan)
     return plans
@@ -186,12 +218,19 @@ def engine_ttft(urls: list[str]) -> tuple[float, float]:
 
 
 async def converse(
-    http: httpx.AsyncClient, arm: Arm, plan: list[Turn], docs: list[str], nonce: str, max_tokens: int
+    http: httpx.AsyncClient,
+    key: str,
+    arm: Arm,
+    plan: list[Turn],
+    docs: list[str],
+    nonce: str,
+    max_tokens: int,
 ) -> None:
     messages: list[dict[str, str]] = [
         {"role": "system", "content": f"You answer questions about the given documents. Run {nonce}."}
     ]
     for turn in plan:
+        await asyncio.sleep(turn.pause)
         content = (
             turn.question if turn.document is None else f"Sources:\n{docs[turn.document]}\n\n{turn.question}"
         )
@@ -206,7 +245,8 @@ async def converse(
         }
         start, first, answer = time.monotonic(), None, []
         try:
-            async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            headers = {"Authorization": f"Bearer {key}"}
+            async with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
                 if response.status_code != 200:
                     arm.errors += 1
                     await response.aread()
@@ -232,12 +272,17 @@ async def converse(
 
 
 async def drive(
-    url: str, key: str, arm: Arm, plans: list[list[Turn]], docs: list[str], max_tokens: int
+    url: str, keys: list[str], arm: Arm, plans: list[list[Turn]], docs: list[str], max_tokens: int
 ) -> None:
+    """Every user's conversation at once, user i calling with keys[i % len(keys)]."""
     nonce = uuid.uuid4().hex[:12]
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600) as http:
-        await asyncio.gather(*(converse(http, arm, plan, docs, nonce, max_tokens) for plan in plans))
+    async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+        await asyncio.gather(
+            *(
+                converse(http, keys[i % len(keys)], arm, plan, docs, nonce, max_tokens)
+                for i, plan in enumerate(plans)
+            )
+        )
 
 
 def table(path: Path, addresses: list[str]) -> Path:
@@ -256,7 +301,34 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=6)
     parser.add_argument("--doc-words", type=int, default=500)
     parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument(
+        "--arrival",
+        type=float,
+        default=4.0,
+        help="seconds over which the users arrive, at random (0: all at once)",
+    )
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=2.0,
+        help="mean seconds a user reads an answer before the next question (0: none; with --arrival 0, "
+        "every turn is a burst of --users requests at one instant)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=0,
+        help="API keys the users call with, each of its own user (0: one per user, as tenants call; "
+        "1: every user behind one key, whose credit row every request then holds and settles in turn)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=["postgresql", "sqlite"],
+        default="sqlite",
+        help="the gateways' database: the embedded SQLite, or PostgreSQL as gateways with replicas "
+        "share it (a database of each gateway's own on the local server)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     install_cleanup()
@@ -283,27 +355,30 @@ def main() -> None:
     nowhere = f"127.0.0.1:{free_port()}"
     pool_table = table(work / "pool.yaml", [m.address for m in pool])
     single_table = table(work / "single.yaml", [single.address])
-    gateways = {
-        "cache": start_gateway(
-            "gw-cache",
-            work / "cache",
-            "",
-            nowhere,
-            env={"RAGWAY_MODELS_FILE": str(pool_table), "RAGWAY_ROUTING": "cache"},
-        ),
-        "least_busy": start_gateway(
-            "gw-least-busy",
-            work / "least",
-            "",
-            nowhere,
-            env={"RAGWAY_MODELS_FILE": str(pool_table), "RAGWAY_ROUTING": "least_busy"},
-        ),
-        "single": start_gateway(
-            "gw-single", work / "single", "", nowhere, env={"RAGWAY_MODELS_FILE": str(single_table)}
-        ),
+    arm_env = {
+        "cache": {"RAGWAY_MODELS_FILE": str(pool_table), "RAGWAY_ROUTING": "cache"},
+        "least_busy": {"RAGWAY_MODELS_FILE": str(pool_table), "RAGWAY_ROUTING": "least_busy"},
+        "single": {"RAGWAY_MODELS_FILE": str(single_table)},
     }
-    keys = {name: make_api_key(gw.address, gw.extra["admin_key"]) for name, gw in gateways.items()}
-    plans = workload(args.users, tuple(args.turns), args.documents)  # type: ignore[arg-type]
+    databases = {name: f"ragway_cache_routing_{name}" for name in arm_env}
+    if args.database == "postgresql":
+        atexit.register(lambda: [drop_postgres_database(db) for db in databases.values()])
+    gateways = {
+        name: start_gateway(
+            f"gw-{name}",
+            work / name,
+            "",
+            nowhere,
+            database_url=fresh_postgres_database(databases[name]) if args.database == "postgresql" else None,
+            env=env,
+        )
+        for name, env in arm_env.items()
+    }
+    keys = {
+        name: [make_api_key(gw.address, gw.extra["admin_key"]) for _ in range(args.keys or args.users)]
+        for name, gw in gateways.items()
+    }
+    plans = workload(args.users, tuple(args.turns), args.documents, args.arrival, args.think)  # type: ignore[arg-type]
     docs = [document(i, args.doc_words) for i in range(args.documents)]
     arms = {name: Arm(name) for name in gateways}
     for round_no in range(args.rounds):
