@@ -3,6 +3,7 @@ carries from a model service to SSE clients, at GPU-class token rates from the s
 
     python bench/relay_bench.py                          # 64, 256, 1024 streams, ~3 min
     python bench/relay_bench.py --concurrency 256 --itl-ms 10
+    python bench/relay_bench.py --tokens 1000 --itl-ms 5 --stream-interval 4   # the README's row
 
 One simulated model replica (RAGWAY_MODEL_ENGINE=sim: real tokenizer, gRPC API, admission and
 metrics; a timed batch step instead of a forward pass) streams `--tokens` tokens per request every
