@@ -653,7 +653,8 @@ class ModelClient:
         message's share. Measured on the replica the chat's generation with routing `key` will go
         to: that replica keeps the render, so its Generate does not render and tokenize again."""
         sent = _chat_input(chat)
-        blocks = prompt_blocks(_prompt_text(chat)) if key is not None else ()
+        weighed = key is not None and key.startswith(PREFIX_KEY)  # the only keys blocks move
+        blocks = prompt_blocks(_prompt_text(chat)) if weighed else ()
         return await self._call(lambda r: r.measure_chat(sent), key, blocks)
 
     async def count_text_tokens(self, text: str) -> int:
