@@ -91,7 +91,13 @@ async def test_one_balance_across_two_gateways(replicas: list[Gateway]) -> None:
         except openai.RateLimitError:
             return False
 
-    results = await asyncio.gather(*(one(i) for i in range(30)))
+    try:
+        results = await asyncio.gather(*(one(i) for i in range(30)))
+    finally:
+        # Closed in this test's event loop: left to the garbage collector, their connections were
+        # closed from the next test's loop, in the middle of its requests.
+        for client in clients:
+            await client.close()
     state = money(first.database_url, account.user_id)
     assert not all(results) and any(results)
     assert state["balance"] >= 0 and -state["ledger"] == state["billed"]
